@@ -1,0 +1,15 @@
+//! Nova's pure domain types.
+//!
+//! Everything here is parsed once, at the boundary, and never re-validated: a value of one of
+//! these types is valid by construction. Nothing in this crate performs I/O.
+
+pub mod entity;
+pub mod entity_ref;
+pub mod names;
+pub mod relations;
+pub mod sensitive;
+
+pub use entity::{Entity, EntityKind, FieldError};
+pub use entity_ref::{EntityRef, RefError};
+pub use relations::{Relation, RelationType};
+pub use sensitive::Sensitive;
