@@ -1,0 +1,52 @@
+//! The `nova` command line: one binary whose subcommands are its modes.
+
+mod catalog;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Nova: the developer platform console.
+#[derive(Parser)]
+#[command(name = "nova", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Work with catalog files.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
+}
+
+/// Output format of commands that report results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// Parses the command line and runs the subcommand.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Catalog(cmd) => catalog::run(cmd),
+    }
+}
+
+/// A multi-threaded runtime for subcommands that need one.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the tokio runtime starts")
+}
+
+/// Prints an error chain the way every subcommand does, and returns the failure exit code.
+fn fail(e: anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::from(2)
+}

@@ -1,0 +1,14 @@
+//! Nova: a self-hosted developer platform console.
+//!
+//! The binary (`src/main.rs`) is a thin shell over this library. Start reading at
+//! [`cli`] (the subcommands), then [`app`] (how the server is assembled); each capability is a
+//! module: [`catalog`], [`jobs`], [`storage`], [`http`]. docs/ARCHITECTURE.md has the map.
+
+pub mod app;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod jobs;
+pub mod storage;
+pub mod telemetry;
