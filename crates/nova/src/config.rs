@@ -143,11 +143,20 @@ pub struct JobsConfig {
     pub poll_interval: Duration,
     /// Attempts before a failing one-off job is marked failed.
     pub max_attempts: u32,
+    /// Delay before the first retry; it doubles with each further failure, up to 5 minutes.
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
 }
 
 impl Default for JobsConfig {
     fn default() -> Self {
-        Self { workers: 4, lease: Duration::from_secs(60), poll_interval: Duration::from_millis(500), max_attempts: 8 }
+        Self {
+            workers: 4,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(500),
+            max_attempts: 8,
+            retry_base: Duration::from_secs(1),
+        }
     }
 }
 

@@ -4,7 +4,7 @@ CREATE TABLE catalog_locations (
     type TEXT NOT NULL,
     target TEXT NOT NULL,
     origin TEXT NOT NULL,
-    position INTEGER NOT NULL,
+    position BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     UNIQUE (type, target)
 );

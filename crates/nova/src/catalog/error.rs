@@ -50,18 +50,18 @@ impl CatalogError {
         Self { location: location.into(), document: None, entity_ref: None, field: None, rule: rule.into(), kind, message: message.into() }
     }
 
-    /// `file:document: field: message`, the form `nova catalog validate` prints.
+    /// `file:document: field: rule` (or `file: message` for whole-file errors), the form
+    /// `nova catalog validate` prints.
     pub fn one_line(&self) -> String {
         let mut s = self.location.clone();
         if let Some(d) = self.document {
             s.push_str(&format!(":{d}"));
         }
-        s.push_str(": ");
-        if let Some(f) = &self.field {
-            s.push_str(f);
-            s.push_str(": ");
+        match &self.field {
+            Some(f) if self.kind == ErrorKind::Validation => s.push_str(&format!(": {f}: {}", self.rule)),
+            Some(f) => s.push_str(&format!(": {f}: {}", self.message)),
+            None => s.push_str(&format!(": {}", self.message)),
         }
-        s.push_str(&self.message);
         s
     }
 }

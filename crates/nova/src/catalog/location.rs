@@ -388,7 +388,7 @@ pub fn parse_documents(key: &str, text: &str) -> SourceRead {
                 location: key.to_string(),
                 document: Some(document),
                 entity_ref: guessed_ref.clone(),
-                message: fe.to_string(),
+                message: format!("{} {}", fe.field, fe.rule),
                 field: Some(fe.field),
                 rule: fe.rule,
                 kind: ErrorKind::Validation,

@@ -150,19 +150,25 @@ impl Catalog {
         let locations = store::list(&self.db).await?;
         let Some(loc) = locations.iter().find(|l| l.id == id).cloned() else { return Ok(()) };
         let previous = self.current_read(&mut loaded, &loc).await?;
+        let t_read = Instant::now();
         let read = self.read(loc.spec.clone(), None).await;
+        let read_ms = t_read.elapsed().as_millis();
         let success = read.error.is_none();
         let error_text = read.error.as_ref().map(|e| e.message.clone());
         let read = read.merge_previous(previous.as_deref());
+        let t_store = Instant::now();
         let text = serde_json::to_string(&read).map_err(|e| StorageError::Corrupt(e.to_string()))?;
         let digest = digest_of(&text);
         let changed = loc.digest.as_deref() != Some(digest.as_str());
         store::save_state(&self.db, id, changed.then_some((text.as_str(), digest.as_str())), success, error_text.as_deref()).await?;
+        let store_ms = t_store.elapsed().as_millis();
         loaded.reads.insert(id.to_string(), Arc::new(read));
         loaded.locations = store::list(&self.db).await?;
+        let t_build = Instant::now();
         if changed || previous.is_none() {
             self.rebuild(&loaded).await;
         }
+        tracing::info!(location = %loc.spec.display(), read_ms, store_ms, build_ms = t_build.elapsed().as_millis(), changed, "location refreshed");
         metrics::histogram!("nova_catalog_refresh_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
     }

@@ -176,6 +176,9 @@ pub struct Cursor {
     pub spec: QuerySpec,
     #[serde(rename = "off")]
     pub offset: usize,
+    /// The page size of the request that made the cursor, used when the next request names none.
+    #[serde(rename = "l")]
+    pub limit: usize,
     #[serde(rename = "n")]
     pub total: usize,
 }
@@ -250,7 +253,7 @@ impl QuerySpec {
         let total = ids.len();
         let end = (offset + limit).min(total);
         let items = ids.get(offset.min(total)..end).unwrap_or(&[]).iter().map(|&i| &snap.entities[i as usize]).collect();
-        let cursor_at = |off: usize| Cursor { spec: self.clone(), offset: off, total };
+        let cursor_at = |off: usize| Cursor { spec: self.clone(), offset: off, limit, total };
         Page {
             items,
             total,
@@ -327,7 +330,7 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_and_rejects_garbage() {
-        let c = Cursor { spec: QuerySpec { text: Some("pay".into()), ..Default::default() }, offset: 20, total: 45 };
+        let c = Cursor { spec: QuerySpec { text: Some("pay".into()), ..Default::default() }, offset: 20, limit: 10, total: 45 };
         let d = Cursor::decode(&c.encode()).unwrap();
         assert_eq!((d.offset, d.total, d.spec.text.as_deref()), (20, 45, Some("pay")));
         assert!(Cursor::decode("!!!").is_err());

@@ -76,11 +76,11 @@ fn limit_param(params: &Params) -> std::result::Result<Option<usize>, AppError> 
 async fn query_entities(State(state): State<AppState>, params: Params) -> Result<Response> {
     let snap = state.catalog.snapshot();
     let fields = parse_fields(params.all("fields"));
-    let limit = limit_param(&params)?.unwrap_or(DEFAULT_LIMIT);
-    let (spec, offset) = match params.get("cursor") {
+    let limit = limit_param(&params)?;
+    let (spec, offset, limit) = match params.get("cursor") {
         Some(c) => {
             let cursor = Cursor::decode(c)?;
-            (cursor.spec, cursor.offset)
+            (cursor.spec, cursor.offset, limit.unwrap_or(cursor.limit))
         }
         None => {
             let order = params.all("orderField").next().map(OrderField::parse).transpose()?;
@@ -90,7 +90,7 @@ async fn query_entities(State(state): State<AppState>, params: Params) -> Result
                 text: params.get("fullTextFilterTerm").map(str::to_string),
                 text_fields: parse_fields(params.all("fullTextFilterFields")).into_iter().map(|f| f.to_lowercase()).collect(),
             };
-            (spec, params.usize("offset")?.unwrap_or(0))
+            (spec, params.usize("offset")?.unwrap_or(0), limit.unwrap_or(DEFAULT_LIMIT))
         }
     };
     let page = spec.page(&snap, offset, limit);

@@ -106,6 +106,15 @@ impl JobQueue {
         Ok(id)
     }
 
+    /// A job's state (`queued`, `running`, `done`, `failed`), attempts and last error.
+    pub async fn status(&self, id: &str) -> Result<Option<(String, i32, Option<String>)>, StorageError> {
+        let row = sqlx::query(self.db.sql("SELECT state, attempts, last_error FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.db.pool())
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
+    }
+
     /// Counts jobs by kind and state, for `/metrics`.
     pub async fn counts(&self) -> Result<Vec<(String, String, i64)>, StorageError> {
         let rows = sqlx::query("SELECT kind, state, COUNT(*) AS n FROM jobs GROUP BY kind, state")
@@ -160,7 +169,7 @@ impl JobQueue {
             Ok(JobOutcome::Done) => ("done", now, None, false),
             Ok(JobOutcome::RunAgainAt(at)) => ("queued", *at, None, true),
             Err(e) if attempt >= self.config.max_attempts => ("failed", now, Some(e.as_str()), false),
-            Err(e) => ("queued", now + backoff(attempt).as_millis() as i64, Some(e.as_str()), false),
+            Err(e) => ("queued", now + backoff(self.config.retry_base, attempt).as_millis() as i64, Some(e.as_str()), false),
         };
         sqlx::query(self.db.sql(
             "UPDATE jobs SET state = $1, run_at = $2, last_error = $3, lease_owner = NULL, lease_until = NULL, updated_at = $4,
@@ -180,9 +189,9 @@ impl JobQueue {
     }
 }
 
-/// Retry delay after the `attempt`-th failure: 1 s, 2 s, 4 s ... capped at 5 minutes.
-pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(8)).min(Duration::from_secs(300))
+/// Retry delay after the `attempt`-th failure: base, 2×base, 4×base ... capped at 5 minutes.
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(Duration::from_secs(300))
 }
 
 /// Claims due jobs and runs their handlers until cancelled.
@@ -291,8 +300,9 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_caps() {
-        assert_eq!(backoff(1), Duration::from_secs(1));
-        assert_eq!(backoff(3), Duration::from_secs(4));
-        assert_eq!(backoff(40), Duration::from_secs(256));
+        let s = Duration::from_secs(1);
+        assert_eq!(backoff(s, 1), s);
+        assert_eq!(backoff(s, 3), Duration::from_secs(4));
+        assert_eq!(backoff(s, 40), Duration::from_secs(300));
     }
 }

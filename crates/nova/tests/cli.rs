@@ -1,0 +1,93 @@
+//! The `nova` binary as a user runs it: `catalog validate`, `serve --demo`, configuration errors.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn nova() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_nova"))
+}
+
+#[test]
+fn validate_accepts_the_example_catalog() {
+    let out = nova().args(["catalog", "validate"]).arg(example_catalog()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("48 entities, 0 errors"));
+}
+
+#[test]
+fn validate_reports_each_error_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "a.yaml", &format!("{}---\napiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {{name: b}}\nspec: {{type: service, lifecycle: production}}\n", component_yaml("a", "team")));
+    let out = nova().current_dir(dir.path()).args(["catalog", "validate", "a.yaml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.trim(), "a.yaml:2: spec.owner: is required and must be a non-empty string");
+    let out = nova().current_dir(dir.path()).args(["catalog", "validate", "--output", "json", "a.yaml"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["entities"], 1);
+    assert_eq!(v["errors"][0]["field"], "spec.owner");
+    assert_eq!(v["errors"][0]["document"], 2);
+}
+
+#[test]
+fn unknown_config_keys_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(dir.path(), "nova.toml", "[server]\nlisten = \"127.0.0.1:0\"\nlistn = 1\n");
+    let out = nova().args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.listn") || err.contains("listn"), "{err}");
+    let out = nova().args(["serve"]).env("NOVA_DATABASE__URL", "mysql://x").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("database.url"));
+}
+
+#[test]
+fn serve_demo_answers_and_logs_json_with_request_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // --demo serves ./examples/catalog, so run from the repository root with the data dir elsewhere.
+    let root = example_catalog().join("../..");
+    let mut child = nova()
+        .current_dir(&root)
+        .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}"), "--database-url"])
+        .arg(format!("sqlite://{}/nova.db", dir.path().display()))
+        .env("RUST_LOG", "nova=debug,info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let ready = loop {
+        if let Ok(r) = reqwest::blocking::get(format!("{base}/ready")) {
+            if r.status() == 200 {
+                break true;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let page = reqwest::blocking::get(format!("{base}/")).map(|r| r.text().unwrap_or_default()).unwrap_or_default();
+    let r = reqwest::blocking::Client::new().get(format!("{base}/api/catalog/entities/by-name/component/default/nova")).header("x-request-id", "cli-test-42").send().unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let status = child.wait().unwrap();
+    let lines: Vec<String> = BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok).collect();
+    assert!(ready, "never ready; log:\n{}", lines.join("\n"));
+    assert!(status.success(), "a SIGTERM stops Nova cleanly");
+    assert!(page.contains("Demo mode"), "the demo banner is shown");
+    for line in &lines {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+    }
+    assert!(lines.iter().any(|l| l.contains("Nova is serving")));
+    let request_lines: Vec<&String> = lines.iter().filter(|l| l.contains("cli-test-42")).collect();
+    assert!(!request_lines.is_empty(), "the request's log line carries its id:\n{}", lines.join("\n"));
+}

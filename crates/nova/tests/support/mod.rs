@@ -1,0 +1,220 @@
+//! The integration-test harness: `spawn_app()` starts Nova in-process on a random port with an
+//! isolated database (a fresh SQLite file, or a fresh database on the PostgreSQL server that
+//! scripts/test starts), and real components are found through environment variables.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nova::app::App;
+use nova::catalog::LocationSpec;
+use nova::config::Config;
+use tokio_util::sync::CancellationToken;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one `#[tokio::test]` per backend from `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($(async fn $name:ident($b:ident: Backend) $body:block)*) => {
+        $(
+            mod $name {
+                use super::*;
+                async fn run($b: Backend) $body
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() { run(Backend::Sqlite).await }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if $crate::support::require_postgres().is_some() {
+                        run(Backend::Postgres).await
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// Whether a required component is missing: fails under `CI`, skips loudly elsewhere.
+pub fn require(component: &str, value: Option<String>, hint: &str) -> Option<String> {
+    match value {
+        Some(v) => Some(v),
+        None if std::env::var_os("CI").is_some() => panic!("{component} is required under CI but is not available ({hint})"),
+        None => {
+            eprintln!("\n*** SKIPPED: {component} is not available ({hint}) ***\n");
+            None
+        }
+    }
+}
+
+/// The PostgreSQL server URL scripts/test exports.
+pub fn require_postgres() -> Option<String> {
+    require("PostgreSQL", std::env::var("NOVA_TEST_POSTGRES_URL").ok(), "run the tests through scripts/test, which starts it")
+}
+
+/// A running Nova for one test.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: nova::http::AppState,
+    pub dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Options for [`spawn_app_with`].
+#[derive(Default)]
+pub struct Options {
+    /// Catalog locations, relative to the test's directory.
+    pub locations: Vec<String>,
+    /// Adjusts the configuration before start.
+    pub configure: Option<Box<dyn FnOnce(&mut Config) + Send>>,
+    /// Use this database URL instead of a fresh one (to restart on the same data).
+    pub database_url: Option<String>,
+    /// Use this directory instead of a fresh one.
+    pub dir: Option<tempfile::TempDir>,
+}
+
+/// The example catalog shipped in `examples/catalog`.
+pub fn example_catalog() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/catalog")
+}
+
+/// A fresh database URL on `backend`.
+pub async fn fresh_database(backend: Backend, dir: &Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}/nova.db", dir.display()),
+        Backend::Postgres => {
+            let admin = require_postgres().expect("postgres tests are only run when it is available");
+            let name = format!("nova_{}", uuid::Uuid::new_v4().simple());
+            sqlx::any::install_default_drivers();
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await.expect("connect to the test PostgreSQL");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create test database");
+            let (base, _) = admin.rsplit_once('/').expect("URL has a database");
+            format!("{base}/{name}")
+        }
+    }
+}
+
+/// Starts Nova on the example catalog.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, Options { locations: vec![example_catalog().display().to_string()], ..Default::default() }).await
+}
+
+/// Sends Nova's logs to the test's captured output (shown when a test fails).
+fn init_test_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    });
+}
+
+/// Starts Nova with options; returns once `/ready` answers 200.
+pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
+    init_test_logging();
+    let dir = opts.dir.unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
+    let mut config = Config::default();
+    config.database.url = match opts.database_url {
+        Some(u) => u,
+        None => fresh_database(backend, dir.path()).await,
+    };
+    config.jobs.poll_interval = Duration::from_millis(50);
+    config.catalog.registration_roots = vec![dir.path().to_path_buf()];
+    if let Some(f) = opts.configure {
+        f(&mut config);
+    }
+    let locations: Vec<LocationSpec> = opts.locations.iter().map(|l| LocationSpec::infer(l, dir.path()).expect("valid test location")).collect();
+    let app = App::build(config, locations).await.expect("Nova builds");
+    let state = app.state.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(app.serve(listener, shutdown.clone()));
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let test_app = TestApp { base, client, state, dir, shutdown, handle: Some(handle) };
+    test_app.wait_ready().await;
+    test_app
+}
+
+impl TestApp {
+    /// Waits until `/ready` answers 200 (at most 20 s).
+    pub async fn wait_ready(&self) {
+        for _ in 0..400 {
+            if let Ok(r) = self.client.get(format!("{}/ready", self.base)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("Nova did not become ready");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request")
+    }
+
+    /// GET returning JSON, asserting the status.
+    pub async fn get_json(&self, path: &str, status: u16) -> serde_json::Value {
+        let r = self.get(path).await;
+        assert_eq!(r.status().as_u16(), status, "GET {path}");
+        r.json().await.expect("JSON body")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.expect("request")
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client.delete(self.url(path)).send().await.expect("request")
+    }
+
+    /// Writes a file under the test directory and returns its path.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        write_file(self.dir.path(), rel, text)
+    }
+
+    /// The database URL, to restart on the same data.
+    pub fn database_url(&self) -> String {
+        self.state.config.database.url.clone()
+    }
+
+    /// Stops the server and hands back its directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+        self.state.db.pool().close().await;
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Writes `text` to `dir/rel`, creating directories.
+pub fn write_file(dir: &Path, rel: &str, text: &str) -> PathBuf {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A minimal valid Component document.
+pub fn component_yaml(name: &str, owner: &str) -> String {
+    format!("apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: service\n  lifecycle: production\n  owner: {owner}\n")
+}

@@ -1,0 +1,48 @@
+# Real components for the test suite, started on free loopback ports in a temporary directory.
+# Sourced by scripts/test; each start_* function exports the variable the tests read and
+# registers its own cleanup. A component that cannot be started is left unset: tests then skip
+# loudly on a laptop and fail under CI.
+
+SERVICES_DIR="${SERVICES_DIR:-$(mktemp -d -t nova-test-services.XXXXXX)}"
+chmod 0755 "$SERVICES_DIR"
+CLEANUP=()
+
+cleanup_services() {
+  local i
+  for ((i = ${#CLEANUP[@]} - 1; i >= 0; i--)); do eval "${CLEANUP[$i]}" >/dev/null 2>&1 || true; done
+  rm -rf "$SERVICES_DIR" 2>/dev/null || true
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Runs a command as an unprivileged user when we are root (PostgreSQL refuses to run as root).
+as_service_user() {
+  if [ "$(id -u)" = 0 ]; then runuser -u "${SERVICE_USER:-postgres}" -- "$@"; else "$@"; fi
+}
+
+start_postgres() {
+  local bindir
+  bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$bindir" ] || [ ! -x "$bindir/initdb" ]; then
+    echo "services: PostgreSQL not installed (apt-get install postgresql); PostgreSQL tests will skip" >&2
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+    echo "services: no postgres user to run PostgreSQL as; PostgreSQL tests will skip" >&2
+    return 0
+  fi
+  local dir="$SERVICES_DIR/postgres" port
+  port=$(free_port)
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres "$dir"
+  as_service_user "$bindir/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$SERVICES_DIR/postgres-init.log" 2>&1 || {
+    echo "services: initdb failed; see below" >&2; cat "$SERVICES_DIR/postgres-init.log" >&2; return 1; }
+  as_service_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    start >/dev/null || { echo "services: PostgreSQL did not start" >&2; cat "$dir/log" >&2; return 1; }
+  CLEANUP+=("as_service_user '$bindir/pg_ctl' -D '$dir/data' -m immediate stop")
+  export NOVA_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  echo "services: PostgreSQL on 127.0.0.1:$port"
+}
