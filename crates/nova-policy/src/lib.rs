@@ -1,0 +1,3 @@
+//! Nova's platform checks on Kubernetes manifests (`nova policy check`).
+
+pub mod policy;

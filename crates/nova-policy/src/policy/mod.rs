@@ -1,0 +1,4 @@
+//! Platform checks on Kubernetes manifests.
+
+mod documents;
+mod tree;
