@@ -1,9 +1,13 @@
-//! Nova's platform checks on Kubernetes manifests (`nova policy check`).
+//! Nova's platform checks on Kubernetes manifests (`nova policy check`) and its strict
+//! configuration hydration (`nova hydrate`).
 //!
-//! [`policy::check_documents`] is the gate that promotion calls on in-memory manifests;
-//! [`run_policy_check`] is the command-line front end: it does all reading and printing and
-//! returns the process exit code.
+//! Both halves are libraries first: [`policy::check_documents`] is the gate that promotion
+//! calls on in-memory manifests, and [`hydrate::Hydrator`] renders a template from any
+//! [`hydrate::ValueSource`]. The `run_*` functions are the command-line front ends; they do
+//! all reading, writing and printing, and return the process exit code.
 
+pub mod hydrate;
 pub mod policy;
 
+pub use hydrate::cli::{HydrateArgs, run_hydrate};
 pub use policy::cli::{PolicyCheckArgs, run_policy_check};
