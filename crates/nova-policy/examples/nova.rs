@@ -12,7 +12,10 @@ use clap::{Parser, Subcommand};
 use nova_policy::{HydrateArgs, PolicyCheckArgs, run_hydrate, run_policy_check};
 
 #[derive(Parser)]
-#[command(name = "nova", about = "Nova's policy checks and configuration hydration")]
+#[command(
+    name = "nova",
+    about = "Nova's policy checks and configuration hydration"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,7 +40,9 @@ enum PolicyCommand {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Policy { command: PolicyCommand::Check(args) } => run_policy_check(args),
+        Command::Policy {
+            command: PolicyCommand::Check(args),
+        } => run_policy_check(args),
         Command::Hydrate(args) => run_hydrate(args),
     }
 }

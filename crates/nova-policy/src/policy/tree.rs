@@ -197,9 +197,9 @@ impl<'a, 'b> Builder<'a, 'b> {
         LoadError {
             line: self.first_line + mark.line() - 1,
             message: format!(
-                "YAML syntax error at column {}: {}",
-                mark.col() + 1,
-                error.info()
+                "YAML syntax error: {} (column {})",
+                error.info(),
+                mark.col() + 1
             ),
         }
     }

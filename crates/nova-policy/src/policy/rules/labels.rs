@@ -14,31 +14,41 @@ const RECOMMENDED: [&str; 3] = [
     "app.kubernetes.io/version",
 ];
 
+/// One violation per place missing the required label, and one `info` line for all the
+/// places missing recommended ones.
 pub(super) fn check(workload: &Workload<'_>, tree: &Tree<'_>, findings: &mut Findings) {
+    let mut advice = Vec::new();
     for (place, labels) in &workload.label_sets {
         let value = |key: &str| {
             labels
                 .and_then(|labels| tree.get(labels, key))
                 .and_then(|v| tree.text(v))
+                .filter(|v| !v.trim().is_empty())
         };
-        match value(REQUIRED) {
-            None => findings
+        if value(REQUIRED).is_none() {
+            let present = labels
+                .and_then(|labels| tree.get(labels, REQUIRED))
+                .is_some();
+            let problem = if present {
+                "is empty in"
+            } else {
+                "is missing from"
+            };
+            findings
                 .violations
-                .push(format!("label {REQUIRED} is missing from {place}")),
-            Some(name) if name.trim().is_empty() => findings
-                .violations
-                .push(format!("label {REQUIRED} is empty in {place}")),
-            Some(_) => {}
+                .push(format!("label {REQUIRED} {problem} {place}"));
         }
         let missing: Vec<&str> = RECOMMENDED
             .into_iter()
-            .filter(|key| value(key).is_none_or(|v| v.trim().is_empty()))
+            .filter(|key| value(key).is_none())
             .collect();
         if !missing.is_empty() {
-            findings.infos.push(format!(
-                "recommended labels missing from {place}: {}",
-                missing.join(", ")
-            ));
+            advice.push(format!("{} in {place}", missing.join(", ")));
         }
+    }
+    if !advice.is_empty() {
+        findings
+            .infos
+            .push(format!("recommended labels missing: {}", advice.join("; ")));
     }
 }
