@@ -11,7 +11,9 @@ use super::sources::{Found, ValueSource};
 /// A template is read at most this much at a time, so a large one is never held whole.
 const CHUNK: usize = 64 * 1024;
 
-/// A reference longer than this is reported as unterminated.
+/// A reference still open after this many bytes (and the chunk that crosses the limit) is
+/// reported as unterminated, so that a `${` without its `}` cannot make a long line be held
+/// whole.
 const MAX_REFERENCE: usize = 64 * 1024;
 
 /// Renders templates from a list of value sources; the first source that has a variable
@@ -19,6 +21,8 @@ const MAX_REFERENCE: usize = 64 * 1024;
 pub struct Hydrator<'s> {
     sources: Vec<Box<dyn ValueSource + 's>>,
     allow: Option<BTreeSet<String>>,
+    /// How much of the template is read at a time: [`CHUNK`], smaller in tests.
+    chunk: usize,
 }
 
 /// Where a problem is in the template.
@@ -130,6 +134,7 @@ impl<'s> Hydrator<'s> {
         Hydrator {
             sources,
             allow: None,
+            chunk: CHUNK,
         }
     }
 
@@ -187,7 +192,7 @@ impl<'s> Hydrator<'s> {
         };
         loop {
             let carried = buf.len();
-            let read = Read::take(&mut *input, CHUNK as u64)
+            let read = Read::take(&mut *input, self.chunk as u64)
                 .read_until(b'\n', &mut buf)
                 .map_err(read_error)?;
             if buf[carried..].contains(&0) {
@@ -233,6 +238,10 @@ impl<'s> Hydrator<'s> {
                 source,
             })?;
         }
+        // Syntax errors of a chunk are found before its references are resolved.
+        walk.plan
+            .problems
+            .sort_by_key(|p| (p.position.line, p.position.column));
         Ok(walk.plan)
     }
 }
@@ -363,6 +372,96 @@ impl Walk<'_, '_> {
                 position,
                 origin,
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hydrate::StaticValues;
+    use proptest::prelude::*;
+
+    fn hydrator(chunk: usize) -> Hydrator<'static> {
+        let values = [("A", "alpha"), ("EMPTY", ""), ("U", "ünï")];
+        let values = values.map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let mut hydrator = Hydrator::new(vec![Box::new(StaticValues::new("test", values))]);
+        hydrator.chunk = chunk;
+        hydrator
+    }
+
+    /// The output, or the problems listed as `line:column: problem`.
+    fn render(hydrator: &Hydrator<'_>, template: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        match hydrator.render("t", &mut &template[..], &mut out) {
+            Ok(()) => Ok(out),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    #[test]
+    fn renders_values_defaults_and_escapes() {
+        let template =
+            b"$A ${A}-${EMPTY:-d1}-${EMPTY-d2}-${NOPE-d3}-${NOPE:-${U}}-$$A-${NOPE:-{}}\n";
+        assert_eq!(
+            render(&hydrator(CHUNK), template).unwrap(),
+            "alpha alpha-d1--d3-\u{fc}n\u{ef}-$A-{}\n".as_bytes()
+        );
+    }
+
+    #[test]
+    fn problems_have_lines_and_character_columns() {
+        let template = "ok $A\nünï $NOPE ${EMPTY:?say why} ${A:-${ALSO_NOPE}}\n${\n";
+        assert_eq!(
+            render(&hydrator(CHUNK), template.as_bytes()).unwrap_err(),
+            "t:2:5: NOPE is not set\nt:2:11: EMPTY is not set or empty: say why\nt:3:1: unterminated `${`: no `}` on the same line"
+        );
+    }
+
+    #[test]
+    fn a_reference_longer_than_the_limit_is_unterminated() {
+        let mut template = b"x ${A:-".to_vec();
+        template.extend(std::iter::repeat_n(b'y', MAX_REFERENCE + 2048));
+        template.extend_from_slice(b"}\n");
+        let error = render(&hydrator(1024), &template).unwrap_err();
+        assert_eq!(error, "t:1:3: unterminated `${`: no `}` on the same line");
+    }
+
+    fn template() -> impl Strategy<Value = Vec<u8>> {
+        let token = prop::sample::select(vec![
+            "$A",
+            "${A}",
+            "${EMPTY:-x}",
+            "${NOPE-y}",
+            "${U:?m}",
+            "${NOPE:?gone}",
+            "${A:-${NOPE}}",
+            "$$",
+            "$",
+            "${",
+            "}",
+            "{",
+            "${1}",
+            "${A:+x}",
+            "text ",
+            "é",
+            "\n",
+            "\t",
+            "$NOPE",
+        ]);
+        prop::collection::vec(token, 0..40).prop_map(|tokens| tokens.concat().into_bytes())
+    }
+
+    proptest! {
+        #[test]
+        fn reading_in_small_chunks_changes_nothing(template in template(), chunk in 1usize..9) {
+            prop_assert_eq!(render(&hydrator(chunk), &template), render(&hydrator(CHUNK), &template));
+        }
+
+        #[test]
+        fn no_input_panics(bytes in prop::collection::vec(any::<u8>(), 0..300), chunk in 1usize..5) {
+            let _ = render(&hydrator(chunk), &bytes);
+            let _ = hydrator(CHUNK).plan("t", &mut &bytes[..]);
         }
     }
 }
