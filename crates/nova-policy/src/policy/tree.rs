@@ -414,6 +414,8 @@ fn is_null(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
 
     fn parse(text: &str) -> Result<Tree<'_>, LoadError> {
         load(text, 1, &Budget::default())
@@ -524,5 +526,50 @@ mod tests {
             error.message.contains("budget") || error.message.contains("syntax"),
             "{error:?}"
         );
+    }
+
+    /// The tree below `node` as JSON: scalars as strings.
+    fn project(tree: &Tree<'_>, node: NodeId) -> Value {
+        if let Some(text) = tree.text(node) {
+            Value::String(text.to_owned())
+        } else if let Some(items) = tree.items(node) {
+            Value::Array(items.iter().map(|&item| project(tree, item)).collect())
+        } else if let Some(entries) = tree.entries(node) {
+            Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), project(tree, *v)))
+                    .collect(),
+            )
+        } else {
+            Value::Null
+        }
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![Just(Value::Null), "[ -~\né]{0,12}".prop_map(Value::String)];
+        leaf.prop_recursive(4, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z~:# -]{0,6}", inner, 0..6)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// What serde-saphyr writes, the tree reads back: the same structure and text.
+        #[test]
+        fn reads_back_what_serde_saphyr_writes(original in value()) {
+            let yaml = serde_saphyr::to_string(&original).unwrap();
+            let tree = parse(&yaml).unwrap();
+            let read = tree.root.map_or(Value::Null, |root| project(&tree, root));
+            prop_assert_eq!(read, original, "{}", yaml);
+        }
+
+        #[test]
+        fn no_input_panics(text in "[ -~\n\t\u{80}-\u{10ffff}]{0,200}") {
+            let _ = parse(&text);
+        }
     }
 }
