@@ -123,12 +123,17 @@ fn jobs<'a>(inputs: &[Input<'a>], budget: &Budget) -> Vec<Job<'a>> {
     jobs
 }
 
+/// Why an input over the size limit is not checked.
+pub(crate) fn too_large(limit: usize) -> String {
+    format!("larger than the limit of {limit} bytes")
+}
+
 /// `text`, unless it is too large or binary.
 fn usable<'a>(text: &'a str, budget: &Budget) -> Result<&'a str, String> {
     if let Some(limit) = budget.max_reader_input_bytes
         && text.len() > limit
     {
-        return Err(format!("larger than the limit of {limit} bytes"));
+        return Err(too_large(limit));
     }
     if text.contains('\0') {
         return Err("binary content (NUL byte); not YAML or JSON".to_owned());

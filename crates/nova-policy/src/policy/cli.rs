@@ -5,6 +5,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::check::too_large;
 use super::output::{OutputFormat, render};
 use super::{CheckOptions, Input, Policy, check_documents_with};
 
@@ -156,7 +157,7 @@ fn read_limited(reader: &mut dyn Read, limit: usize) -> Result<String, String> {
         .read_to_end(&mut bytes)
         .map_err(|e| e.to_string())?;
     if bytes.len() > limit {
-        return Err(format!("larger than the limit of {limit} bytes"));
+        return Err(too_large(limit));
     }
     String::from_utf8(bytes).map_err(|e| {
         format!(
