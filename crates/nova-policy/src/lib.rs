@@ -6,6 +6,8 @@
 //! [`hydrate::ValueSource`]. The `run_*` functions are the command-line front ends; they do
 //! all reading, writing and printing, and return the process exit code.
 
+#![warn(missing_docs)]
+
 pub mod hydrate;
 pub mod policy;
 

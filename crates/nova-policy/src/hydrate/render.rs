@@ -37,7 +37,9 @@ pub struct Position {
 /// Something in the template that stops it from rendering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// Where the reference (its `$`) is.
     pub position: Position,
+    /// What is wrong.
     pub kind: ProblemKind,
 }
 
@@ -76,15 +78,27 @@ pub enum HydrateError {
     /// The template has problems, all listed.
     #[error("{}", list(template, problems))]
     Template {
+        /// The template's display name.
         template: String,
+        /// Every problem, in template order.
         problems: Vec<Problem>,
     },
     /// The template is not text.
     #[error("{template}:{line}: binary content (NUL byte); not a text template")]
-    Binary { template: String, line: usize },
+    Binary {
+        /// The template's display name.
+        template: String,
+        /// The line with the first NUL byte.
+        line: usize,
+    },
     /// Reading the template or writing the result failed.
     #[error("{what}: {source}")]
-    Io { what: String, source: io::Error },
+    Io {
+        /// What was being done (`reading app.tmpl`, `replacing app.yaml`).
+        what: String,
+        /// The error.
+        source: io::Error,
+    },
 }
 
 fn list(template: &str, problems: &[Problem]) -> String {
@@ -116,15 +130,20 @@ pub enum Origin {
 /// A variable the template uses: where first, and where its value comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Usage {
+    /// The variable.
     pub name: String,
+    /// Its first reference.
     pub position: Position,
+    /// Where its value comes from at that reference.
     pub origin: Origin,
 }
 
 /// What a dry run finds: the variables in order of first use, and the problems.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
+    /// Each variable once, in order of first use.
     pub usages: Vec<Usage>,
+    /// What would stop the template from rendering.
     pub problems: Vec<Problem>,
 }
 

@@ -33,6 +33,7 @@ impl fmt::Debug for SecretValue {
 /// A value and where it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
+    /// The value.
     pub value: SecretValue,
     /// Where the value comes from, for `--dry-run` (`environment`, `env file prod.env:3`).
     pub origin: String,

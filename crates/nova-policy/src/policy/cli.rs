@@ -23,7 +23,7 @@ pub struct PolicyCheckArgs {
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Report format.
-    #[arg(long, short = 'o', value_enum, default_value_t)]
+    #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
     /// Manifests: files, directories (searched recursively for *.yaml, *.yml and *.json),
     /// or `-` for standard input.

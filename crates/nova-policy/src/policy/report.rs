@@ -61,10 +61,15 @@ pub struct Entry {
 ///   parsed or whose containers are not where Kubernetes puts them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
+    /// Rule and workload pairs that comply.
     pub pass: usize,
+    /// Rule and workload pairs that violate an Enforce rule.
     pub fail: usize,
+    /// Rule and workload pairs that violate an Audit rule.
     pub warn: usize,
+    /// Inputs, documents and workloads that could not be checked.
     pub error: usize,
+    /// Excluded rule and workload pairs, and documents that are not workloads.
     pub skip: usize,
 }
 
