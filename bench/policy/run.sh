@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks `nova policy check` and `nova hydrate` (through the nova-policy example binary,
+# Benchmarks `nova policy check` and `nova hydrate` (through the nova binary,
 # release build) and prints min/median/max whole-process wall time of RUNS runs of each
 # case, after one warm-up run.
 #
@@ -18,8 +18,8 @@ mkdir -p "$work"
 [ -d "$work/single" ] || python3 "$here/generate.py" "$work/single" --docs 50000 --files 1
 [ -f "$work/template.yaml" ] || python3 "$here/generate-template.py" "$work/template.yaml" --megabytes 100
 
-(cd "$root" && cargo build --quiet --release -p nova-policy --example nova)
-bin="$target/release/examples/nova"
+(cd "$root" && cargo build --quiet --release -p nova)
+bin="$target/release/nova"
 
 # time_runs NAME CMD...: one warm-up run, then RUNS timed runs with output discarded.
 time_runs() {

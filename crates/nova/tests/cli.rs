@@ -91,3 +91,19 @@ fn serve_demo_answers_and_logs_json_with_request_ids() {
     let request_lines: Vec<&String> = lines.iter().filter(|l| l.contains("cli-test-42")).collect();
     assert!(!request_lines.is_empty(), "the request's log line carries its id:\n{}", lines.join("\n"));
 }
+
+#[test]
+fn policy_check_and_hydrate_are_subcommands() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_file(dir.path(), "deploy.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n        - name: app\n          image: nginx:latest\n");
+    let out = nova().args(["policy", "check"]).arg(&manifest).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "Enforce rules fail");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Deployment/web disallow-latest-tag"), "{stdout}");
+    let template = write_file(dir.path(), "t.txt", "host=${HOST}\n");
+    let out = nova().args(["hydrate"]).arg(&template).env("HOST", "db.internal").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "host=db.internal\n");
+    let out = nova().args(["hydrate"]).arg(&template).env_remove("HOST").output().unwrap();
+    assert!(!out.status.success());
+}

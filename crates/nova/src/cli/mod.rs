@@ -22,6 +22,18 @@ enum Command {
     /// Work with catalog files.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
+    /// Platform policies on Kubernetes manifests (docs/POLICY.md).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Render a configuration template strictly from the environment and env files
+    /// (docs/HYDRATE.md).
+    Hydrate(nova_policy::HydrateArgs),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Check manifests against the platform policies: exit 1 when an Enforce rule fails.
+    Check(nova_policy::PolicyCheckArgs),
 }
 
 /// Output format of commands that report results.
@@ -37,6 +49,8 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Catalog(cmd) => catalog::run(cmd),
+        Command::Policy(PolicyCommand::Check(args)) => nova_policy::run_policy_check(args),
+        Command::Hydrate(args) => nova_policy::run_hydrate(args),
     }
 }
 
