@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use nova_domain::{Entity, EntityKind};
+use nova_domain::{CompactEntity, Entity, EntityKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -116,11 +116,17 @@ pub struct ReadLimits {
 #[derive(Debug, Clone)]
 pub struct ParsedDoc {
     pub document: usize,
-    pub entity: Entity,
+    pub entity: CompactEntity,
+}
+
+#[derive(Serialize)]
+struct StoredDocRef<'a> {
+    document: usize,
+    entity: &'a serde_json::value::RawValue,
 }
 
 /// Stored form of a parsed document: the entity's JSON, validated again when loaded.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StoredDoc {
     document: usize,
     entity: Value,
@@ -128,7 +134,7 @@ struct StoredDoc {
 
 impl Serialize for ParsedDoc {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        StoredDoc { document: self.document, entity: self.entity.value().clone() }.serialize(s)
+        StoredDocRef { document: self.document, entity: self.entity.json() }.serialize(s)
     }
 }
 
@@ -137,7 +143,7 @@ impl<'de> Deserialize<'de> for ParsedDoc {
         let stored = StoredDoc::deserialize(d)?;
         let entity = Entity::from_value(stored.entity)
             .map_err(|errors| serde::de::Error::custom(format!("stored entity no longer valid: {}", errors[0])))?;
-        Ok(Self { document: stored.document, entity })
+        Ok(Self { document: stored.document, entity: entity.into_compact() })
     }
 }
 
@@ -149,6 +155,9 @@ pub struct SourceRead {
     pub ok: bool,
     pub entities: Vec<ParsedDoc>,
     pub errors: Vec<CatalogError>,
+    /// Targets named by the file's Location entities: (entity ref, document, target).
+    #[serde(skip)]
+    pub targets: Vec<(String, usize, String)>,
 }
 
 /// The result of reading one location: its files, keyed by `file:/path`, in reading order.
@@ -202,9 +211,10 @@ pub fn read_location(spec: &LocationSpec, limits: ReadLimits, progress: Option<&
     let mut reader = Reader { limits, out: LocationRead::default(), visited: BTreeSet::new(), chain: Vec::new(), progress };
     match expand(spec) {
         Ok(files) => {
-            for f in files {
-                if !reader.visited.contains(&f) {
-                    reader.read_file(&f, 0);
+            let parsed = parse_in_parallel(&files, limits.max_file_bytes);
+            for (f, source) in files.iter().zip(parsed) {
+                if !reader.visited.contains(f) {
+                    reader.read_file(f, 0, Some(source));
                 }
             }
         }
@@ -282,23 +292,16 @@ struct Reader<'p> {
 }
 
 impl Reader<'_> {
-    fn read_file(&mut self, path: &Path, depth: usize) {
+    /// Reads one file (or takes its already parsed content) and follows its Location entities.
+    fn read_file(&mut self, path: &Path, depth: usize, parsed: Option<SourceRead>) {
         if let Some(p) = self.progress {
             p(path);
         }
         let key = source_key(path);
         self.visited.insert(path.to_path_buf());
         self.out.order.push(key.clone());
-        let source = match read_text(path, self.limits.max_file_bytes) {
-            Err(e) => SourceRead { ok: false, entities: vec![], errors: vec![CatalogError { location: key.clone(), ..e }] },
-            Ok(text) => parse_documents(&key, &text),
-        };
-        let nested: Vec<(String, usize, String)> = source
-            .entities
-            .iter()
-            .filter(|d| d.entity.kind() == EntityKind::Location)
-            .flat_map(|d| d.entity.location_targets().into_iter().map(move |t| (d.entity.entity_ref().to_string(), d.document, t.to_string())))
-            .collect();
+        let source = parsed.unwrap_or_else(|| read_source(path, self.limits.max_file_bytes));
+        let nested = source.targets.clone();
         self.out.sources.insert(key.clone(), source);
         let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
         for (entity_ref, document, target) in nested {
@@ -325,7 +328,7 @@ impl Reader<'_> {
                                 self.push_error(&key, e);
                             } else if !self.visited.contains(&f) {
                                 self.chain.push(path.to_path_buf());
-                                self.read_file(&f, depth + 1);
+                                self.read_file(&f, depth + 1, None);
                                 self.chain.pop();
                             }
                         }
@@ -344,6 +347,39 @@ impl Reader<'_> {
             s.errors.push(e);
         }
     }
+}
+
+/// Reads and parses one file.
+fn read_source(path: &Path, max_bytes: u64) -> SourceRead {
+    let key = source_key(path);
+    match read_text(path, max_bytes) {
+        Err(e) => SourceRead { ok: false, entities: vec![], errors: vec![CatalogError { location: key, ..e }], targets: vec![] },
+        Ok(text) => parse_documents(&key, &text),
+    }
+}
+
+/// Reads and parses files on every available core, keeping their order.
+fn parse_in_parallel(files: &[PathBuf], max_bytes: u64) -> Vec<SourceRead> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8).min(files.len().max(1));
+    if threads <= 1 {
+        return files.iter().map(|f| read_source(f, max_bytes)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<SourceRead>> = (0..files.len()).map(|_| None).collect();
+    let slots = std::sync::Mutex::new(&mut results);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(f) = files.get(i) else { break };
+                    let source = read_source(f, max_bytes);
+                    slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(source);
+                }
+            });
+        }
+    });
+    results.into_iter().map(|r| r.expect("every file was parsed")).collect()
 }
 
 fn read_text(path: &Path, max_bytes: u64) -> Result<String, CatalogError> {
@@ -375,15 +411,26 @@ pub fn parse_documents(key: &str, text: &str) -> SourceRead {
         Err(e) => {
             let rendered = e.render_with_options(serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off });
             let message = format!("not valid YAML: {rendered}");
-            return SourceRead { ok: false, entities: vec![], errors: vec![CatalogError::location(key, ErrorKind::Yaml, "yaml-syntax", message)] };
+            return SourceRead {
+                ok: false,
+                entities: vec![],
+                errors: vec![CatalogError::location(key, ErrorKind::Yaml, "yaml-syntax", message)],
+                targets: vec![],
+            };
         }
     };
-    let mut out = SourceRead { ok: true, entities: Vec::with_capacity(docs.len()), errors: vec![] };
+    let mut out = SourceRead { ok: true, entities: Vec::with_capacity(docs.len()), errors: vec![], targets: vec![] };
     for (i, doc) in docs.into_iter().enumerate() {
         let document = i + 1;
         let guessed_ref = guess_ref(&doc);
         match Entity::from_value(doc) {
-            Ok(entity) => out.entities.push(ParsedDoc { document, entity }),
+            Ok(entity) => {
+                if entity.kind() == EntityKind::Location {
+                    let r = entity.entity_ref().to_string();
+                    out.targets.extend(entity.location_targets().into_iter().map(|t| (r.clone(), document, t.to_string())));
+                }
+                out.entities.push(ParsedDoc { document, entity: entity.into_compact() });
+            }
             Err(errors) => out.errors.extend(errors.into_iter().map(|fe| CatalogError {
                 location: key.to_string(),
                 document: Some(document),
