@@ -48,6 +48,7 @@ impl App {
             .await
             .with_context(|| format!("cannot open the database ({})", redact_url(&config.database.url)))?;
         db.migrate().await.context("cannot migrate the database")?;
+        let secrets = crate::secrets::open(&config.secrets).await.context("cannot open the secret store")?;
         let jobs = JobQueue::new(db.clone(), config.jobs.clone());
         let catalog = Catalog::open(db.clone(), jobs.clone(), config.catalog.clone(), locations).await.context("cannot open the catalog")?;
         let mut runner = JobRunner::new(jobs.clone());
@@ -56,7 +57,7 @@ impl App {
             let c = c.clone();
             async move { c.run_refresh_job(job).await }
         });
-        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, metrics: telemetry::metrics_handle() }));
+        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, metrics: telemetry::metrics_handle(), secrets }));
         Ok(Self { state, runner })
     }
 

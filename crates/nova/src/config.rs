@@ -18,6 +18,7 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub jobs: JobsConfig,
     pub log: LogConfig,
+    pub secrets: crate::secrets::SecretsConfig,
 }
 
 impl Default for Config {
@@ -28,6 +29,7 @@ impl Default for Config {
             catalog: CatalogConfig::default(),
             jobs: JobsConfig::default(),
             log: LogConfig::default(),
+            secrets: crate::secrets::SecretsConfig::default(),
         }
     }
 }
@@ -246,6 +248,7 @@ impl Config {
         if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres:") || self.database.url.starts_with("postgresql:")) {
             return invalid("database.url", "must start with sqlite:// or postgres://");
         }
+        self.secrets.validate().map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         Ok(())
     }
 }

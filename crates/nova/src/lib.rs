@@ -2,7 +2,8 @@
 //!
 //! The binary (`src/main.rs`) is a thin shell over this library. Start reading at
 //! [`cli`] (the subcommands), then [`app`] (how the server is assembled); each capability is a
-//! module: [`catalog`], [`jobs`], [`storage`], [`http`]. docs/ARCHITECTURE.md has the map.
+//! module: [`catalog`], [`jobs`], [`storage`], [`http`], [`secrets`]; child processes start
+//! through [`process`]. docs/ARCHITECTURE.md has the map.
 
 pub mod app;
 pub mod catalog;
@@ -10,5 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod jobs;
+pub mod process;
+pub mod secrets;
 pub mod storage;
 pub mod telemetry;

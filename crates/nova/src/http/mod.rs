@@ -39,6 +39,8 @@ pub struct AppInner {
     pub jobs: JobQueue,
     pub catalog: Arc<Catalog>,
     pub metrics: PrometheusHandle,
+    /// The secret store (`[secrets]`).
+    pub secrets: Arc<dyn crate::secrets::SecretStore>,
 }
 
 /// Cheap-to-clone handle on [`AppInner`].

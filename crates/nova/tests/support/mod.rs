@@ -3,6 +3,8 @@
 //! scripts/test starts), and real components are found through environment variables.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod canary;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -125,6 +127,7 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     };
     config.jobs.poll_interval = Duration::from_millis(50);
     config.catalog.registration_roots = vec![dir.path().to_path_buf()];
+    config.secrets = nova::secrets::SecretsConfig::File(nova::secrets::FileStoreConfig { path: dir.path().join("secrets.enc"), key_file: None, key_env: None });
     if let Some(f) = opts.configure {
         f(&mut config);
     }
