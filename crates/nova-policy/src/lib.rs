@@ -11,5 +11,5 @@
 pub mod hydrate;
 pub mod policy;
 
-pub use hydrate::cli::{HydrateArgs, run_hydrate};
+pub use hydrate::cli::{HydrateArgs, run_hydrate, run_hydrate_with};
 pub use policy::cli::{PolicyCheckArgs, run_policy_check};

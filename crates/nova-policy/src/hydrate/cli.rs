@@ -42,9 +42,17 @@ pub struct HydrateArgs {
 /// Runs `nova hydrate`: exit code 0 when the template rendered, 1 when it has problems
 /// (all listed on standard error), 2 when arguments, files or the output are unusable.
 pub fn run_hydrate(args: HydrateArgs) -> ExitCode {
+    run_hydrate_with(args, Vec::new())
+}
+
+/// Runs `nova hydrate` with more sources of values: they are asked after the environment and
+/// before the env files, in the order given. A program embedding the command (the `nova`
+/// binary, with its secret store) adds its own sources this way.
+pub fn run_hydrate_with(args: HydrateArgs, extra: Vec<Box<dyn ValueSource>>) -> ExitCode {
     let code = hydrate(
         &args,
         Environment,
+        extra,
         &mut io::stdin().lock(),
         &mut io::stdout().lock(),
         &mut io::stderr().lock(),
@@ -61,7 +69,8 @@ fn complain(stderr: &mut dyn Write, message: &dyn std::fmt::Display) {
 
 fn hydrate(
     args: &HydrateArgs,
-    environment: impl ValueSource,
+    environment: impl ValueSource + 'static,
+    extra: Vec<Box<dyn ValueSource>>,
     stdin: &mut dyn BufRead,
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
@@ -71,6 +80,7 @@ fn hydrate(
         return EXIT_ERROR;
     }
     let mut sources: Vec<Box<dyn ValueSource>> = vec![Box::new(environment)];
+    sources.extend(extra);
     for path in args.env_files.iter().rev() {
         match EnvFile::load(path) {
             Ok(file) => sources.push(Box::new(file)),
@@ -227,11 +237,27 @@ mod tests {
 
     /// Runs the command with `argv`, an environment holding `DB_PASS`, and `stdin`.
     fn run(argv: &[&str], stdin: &str) -> (u8, String, String) {
+        run_with(argv, stdin, Vec::new())
+    }
+
+    /// [`run`] with extra sources.
+    fn run_with(
+        argv: &[&str],
+        stdin: &str,
+        extra: Vec<Box<dyn ValueSource>>,
+    ) -> (u8, String, String) {
         let cli =
             Cli::try_parse_from(std::iter::once("hydrate").chain(argv.iter().copied())).unwrap();
         let env = StaticValues::new("environment", [("DB_PASS".to_owned(), SECRET.to_owned())]);
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = hydrate(&cli.args, env, &mut stdin.as_bytes(), &mut out, &mut err);
+        let code = hydrate(
+            &cli.args,
+            env,
+            extra,
+            &mut stdin.as_bytes(),
+            &mut out,
+            &mut err,
+        );
         let (out, err) = (
             String::from_utf8(out).unwrap(),
             String::from_utf8(err).unwrap(),
@@ -324,6 +350,25 @@ mod tests {
         ];
         let (code, out, _) = run(&[&files[..], &["-"]].concat(), "$HOST:$PORT:$DB_PASS\n");
         assert_eq!((code, out), (0, format!("second:1:{SECRET}\n")));
+    }
+
+    #[test]
+    fn extra_sources_come_after_the_environment_and_before_env_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.env");
+        fs::write(&file, "HOST=from-file\nPORT=1\n").unwrap();
+        let store = StaticValues::new(
+            "secret store app",
+            [
+                ("HOST".to_owned(), "from-store".to_owned()),
+                ("DB_PASS".to_owned(), "store-pass".to_owned()),
+            ],
+        );
+        let argv = ["--env-file", file.to_str().unwrap(), "-"];
+        let (code, out, _) = run_with(&argv, "$HOST:$PORT:$DB_PASS\n", vec![Box::new(store.clone())]);
+        assert_eq!((code, out), (0, format!("from-store:1:{SECRET}\n")));
+        let (_, out, _) = run_with(&["--dry-run", "-"], "$HOST\n", vec![Box::new(store)]);
+        assert_eq!(out, "HOST (1:1): from secret store app\n");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `nova` command line: one binary whose subcommands are its modes.
 
 mod catalog;
+mod hydrate;
 mod serve;
 
 use std::process::ExitCode;
@@ -25,9 +26,9 @@ enum Command {
     /// Platform policies on Kubernetes manifests (docs/POLICY.md).
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Render a configuration template strictly from the environment and env files
-    /// (docs/HYDRATE.md).
-    Hydrate(nova_policy::HydrateArgs),
+    /// Render a configuration template strictly from the environment, env files and the
+    /// secret store (docs/HYDRATE.md).
+    Hydrate(hydrate::HydrateCommand),
 }
 
 #[derive(Subcommand)]
@@ -50,7 +51,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Catalog(cmd) => catalog::run(cmd),
         Command::Policy(PolicyCommand::Check(args)) => nova_policy::run_policy_check(args),
-        Command::Hydrate(args) => nova_policy::run_hydrate(args),
+        Command::Hydrate(cmd) => hydrate::run(cmd),
     }
 }
 
