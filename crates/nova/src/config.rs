@@ -18,6 +18,7 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub jobs: JobsConfig,
     pub log: LogConfig,
+    pub audit: AuditConfig,
 }
 
 impl Default for Config {
@@ -28,8 +29,21 @@ impl Default for Config {
             catalog: CatalogConfig::default(),
             jobs: JobsConfig::default(),
             log: LogConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
+}
+
+/// `[audit]`: the tamper-evident audit log.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Also write every audit event to the log (target `audit`), for shipping elsewhere.
+    pub log_events: bool,
+    /// Delete events older than this (checked hourly), keeping the chain verifiable through a
+    /// checkpoint. Unset keeps events forever.
+    #[serde(with = "humantime_serde")]
+    pub retention: Option<Duration>,
 }
 
 /// `[server]`: the HTTP listener.

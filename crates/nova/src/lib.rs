@@ -5,9 +5,11 @@
 //! module: [`catalog`], [`jobs`], [`storage`], [`http`]. docs/ARCHITECTURE.md has the map.
 
 pub mod app;
+pub mod audit;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod flags;
 pub mod http;
 pub mod jobs;
 pub mod storage;

@@ -1,6 +1,5 @@
 //! `nova catalog validate` and `nova catalog import`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -14,8 +13,6 @@ use crate::app::App;
 use crate::catalog::location::expand;
 use crate::catalog::snapshot::SnapshotInput;
 use crate::catalog::{CatalogError, LocationRead, LocationSpec, ReadLimits, Snapshot, read_location};
-use crate::config::Config;
-use crate::telemetry::{LogTarget, init_logging};
 
 #[derive(Subcommand)]
 pub enum CatalogCommand {
@@ -43,12 +40,8 @@ pub struct ImportArgs {
     /// Files, directories or globs.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<String>,
-    /// Configuration file (for the database and limits).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Database URL, overriding the configuration.
-    #[arg(long, value_name = "URL")]
-    database_url: Option<String>,
+    #[command(flatten)]
+    db: super::DbArgs,
 }
 
 pub fn run(cmd: CatalogCommand) -> ExitCode {
@@ -100,11 +93,8 @@ fn validate(args: ValidateArgs) -> ExitCode {
 }
 
 async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
-    if let Some(url) = args.database_url {
-        config.database.url = url;
-    }
-    init_logging(&config.log, LogTarget::Stderr);
+    let (config, db) = args.db.open().await?;
+    db.pool().close().await;
     let specs = specs(&args.paths)?;
     let files: usize = specs.iter().map(|s| expand(s).map(|f| f.len()).unwrap_or(0)).sum();
     let bar = ProgressBar::new(files as u64);

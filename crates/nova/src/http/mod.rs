@@ -27,8 +27,10 @@ use tower_http::timeout::TimeoutLayer;
 pub use error::{AppError, BackstageError};
 use error::{REQUEST, RequestInfo};
 
+use crate::audit::AuditLog;
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::flags::Flags;
 use crate::jobs::JobQueue;
 use crate::storage::Db;
 
@@ -38,6 +40,8 @@ pub struct AppInner {
     pub db: Db,
     pub jobs: JobQueue,
     pub catalog: Arc<Catalog>,
+    pub audit: AuditLog,
+    pub flags: Arc<Flags>,
     pub metrics: PrometheusHandle,
 }
 
