@@ -25,6 +25,8 @@ const MAX_SEARCH_LEN: usize = 200;
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
     pub title: Option<String>,
+    /// `spec.profile.displayName` of users and groups.
+    pub profile_name: Option<String>,
     pub description: Option<String>,
     pub owner: Option<EntityRef>,
     pub system: Option<EntityRef>,
@@ -58,9 +60,9 @@ impl EntityRecord {
         self.relations.iter().filter(move |r| r.kind == kind).map(|r| &r.target)
     }
 
-    /// `title` if set, else the name.
+    /// `title` if set, else a user's or group's profile display name, else the name.
     pub fn display_name(&self) -> &str {
-        self.summary.title.as_deref().unwrap_or(self.entity_ref.name())
+        self.summary.title.as_deref().or(self.summary.profile_name.as_deref()).unwrap_or(self.entity_ref.name())
     }
 }
 
@@ -243,6 +245,7 @@ fn summarize(e: &Entity) -> Summary {
     let rel = |kind: RelationType| e.relations().iter().find(|r| r.kind == kind).map(|r| r.target.clone());
     Summary {
         title: e.metadata_str("title").map(str::to_string),
+        profile_name: e.value()["spec"]["profile"]["displayName"].as_str().map(str::to_string),
         description: e.metadata_str("description").map(str::to_string),
         owner: rel(RelationType::OwnedBy),
         system: e.relations().iter().find(|r| r.kind == RelationType::PartOf && r.target.kind() == "system").map(|r| r.target.clone()),
