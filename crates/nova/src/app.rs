@@ -9,7 +9,8 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{Catalog, LocationSpec, RefreshLocation};
+use crate::auth::Auth;
+use crate::catalog::{Catalog, LocationSpec, RefreshLocation, RemoteContext};
 use crate::config::{Config, LocationConfig};
 use crate::http::{AppInner, AppState, router};
 use crate::jobs::{JobQueue, JobRunner};
@@ -34,7 +35,7 @@ pub fn resolve_locations(locations: &[LocationConfig], base: &Path) -> anyhow::R
         .map(|(i, l)| {
             let spec = match l {
                 LocationConfig::Target(t) => LocationSpec::infer(t, base),
-                LocationConfig::Typed { kind, target } => LocationSpec::parse(kind, target, base),
+                LocationConfig::Typed(t) => LocationSpec::parse_typed(t, base),
             };
             spec.map_err(|e| anyhow::anyhow!("config: catalog.locations[{i}]: {e}"))
         })
@@ -44,19 +45,21 @@ pub fn resolve_locations(locations: &[LocationConfig], base: &Path) -> anyhow::R
 impl App {
     /// Connects and migrates the database and opens the catalog (serving what was last read).
     pub async fn build(config: Config, locations: Vec<LocationSpec>) -> anyhow::Result<Self> {
+        let auth = Auth::from_config(&config)?;
         let db = Db::connect(&config.database.url, config.database.max_connections)
             .await
             .with_context(|| format!("cannot open the database ({})", redact_url(&config.database.url)))?;
         db.migrate().await.context("cannot migrate the database")?;
         let jobs = JobQueue::new(db.clone(), config.jobs.clone());
-        let catalog = Catalog::open(db.clone(), jobs.clone(), config.catalog.clone(), locations).await.context("cannot open the catalog")?;
+        let remote = RemoteContext::new(config.server.data_dir.join("git-cache"), &config.catalog);
+        let catalog = Catalog::open(db.clone(), jobs.clone(), config.catalog.clone(), remote, locations).await.context("cannot open the catalog")?;
         let mut runner = JobRunner::new(jobs.clone());
         let c = catalog.clone();
         runner.register::<RefreshLocation, _, _>(move |job, _| {
             let c = c.clone();
             async move { c.run_refresh_job(job).await }
         });
-        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, metrics: telemetry::metrics_handle() }));
+        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, metrics: telemetry::metrics_handle(), auth }));
         Ok(Self { state, runner })
     }
 
