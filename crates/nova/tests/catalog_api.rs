@@ -263,8 +263,8 @@ on_both_backends! {
         assert!(metrics.contains("nova_jobs{kind=\"catalog.refresh\",state=\"queued\"}"));
         let doc = app.get_json("/api/v1/openapi.json", 200).await;
         assert!(doc["paths"]["/api/v1/catalog/errors"]["get"].is_object());
-        let home = app.get("/").await.text().await.unwrap();
-        assert!(home.contains("Payment Service"));
+        let console = app.get("/?q=payment").await.text().await.unwrap();
+        assert!(console.contains("Payment Service"));
     }
 
     async fn periodic_refresh_runs_as_a_job(backend: Backend) {
