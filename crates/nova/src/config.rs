@@ -120,6 +120,9 @@ pub struct CatalogConfig {
     /// Directories under which locations may be registered through the API. Empty means the
     /// directory Nova was started in. Configured locations are not restricted.
     pub registration_roots: Vec<PathBuf>,
+    /// URL prefixes under which git and URL locations may be registered through the API. Empty
+    /// (the default) refuses such registrations. Configured locations are not restricted.
+    pub registration_url_prefixes: Vec<String>,
     /// Longest a git fetch or a URL download of one location may take.
     #[serde(with = "humantime_serde")]
     pub remote_timeout: Duration,
@@ -220,6 +223,7 @@ impl Default for CatalogConfig {
             ownership: OwnershipMode::Transitive,
             max_file_bytes: 4 * 1024 * 1024,
             registration_roots: Vec::new(),
+            registration_url_prefixes: Vec::new(),
             remote_timeout: Duration::from_secs(60),
             max_redirects: 5,
             credentials: Vec::new(),

@@ -89,6 +89,24 @@ fn quick(locations: Vec<String>) -> Options {
 }
 
 on_both_backends! {
+    async fn remote_locations_register_only_under_allowed_prefixes(backend: Backend) {
+        let (base, _) = http_server().await;
+        let allowed = format!("{base}/more/");
+        let app = spawn_app_with(backend, Options {
+            configure: Some(Box::new(move |c| c.catalog.registration_url_prefixes = vec![allowed])),
+            ..Default::default()
+        }).await;
+        let r = app.post_json("/api/catalog/locations", &serde_json::json!({"type": "url", "target": format!("{base}/more/b.yaml")})).await;
+        assert_eq!(r.status(), 201, "under the prefix");
+        assert_eq!(names(&app).await, vec!["web-nested"], "write-through");
+        let r = app.post_json("/api/catalog/locations", &serde_json::json!({"type": "url", "target": format!("{base}/catalog.yaml")})).await;
+        assert_eq!(r.status(), 400);
+        let r = app.post_json("/api/catalog/locations", &serde_json::json!({"type": "git", "target": "https://elsewhere.example/r.git"})).await;
+        assert_eq!(r.status(), 400);
+    }
+}
+
+on_both_backends! {
     async fn git_locations_follow_targets_inside_the_repository(backend: Backend) {
         let Some((url, root, _)) = git_server() else { return };
         let name = format!("catalog-{}", uuid::Uuid::new_v4().simple());
@@ -250,6 +268,10 @@ on_both_backends! {
             assert!(!location_status(&app, path).await["lastError"].is_null(), "{path} is shown as failing");
         }
         let metadata = rule_of(errors_for(&app, "url:http://169.254.169.254").await);
+        // Registering remote locations through the API needs an allowed URL prefix.
+        let r = app.post_json("/api/catalog/locations", &serde_json::json!({"type": "url", "target": format!("{base}/more/b.yaml")})).await;
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap().contains("registration_url_prefixes"));
         assert!(metadata.starts_with("allowed-address"), "{metadata}");
 
         // Unchanged files are revalidated with If-None-Match and keep their entities.

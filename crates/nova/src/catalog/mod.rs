@@ -263,13 +263,21 @@ impl Catalog {
     /// Refuses API registrations outside `catalog.registration_roots`, so that callers cannot
     /// make Nova read arbitrary files on its host.
     pub fn check_registrable(&self, spec: &LocationSpec) -> Result<(), CatalogOpError> {
-        // Remote locations are checked for allowed addresses when read; a git repository on this
-        // machine (file:// or a path) falls under the same roots as files.
+        // A git repository on this machine (file://) falls under the same roots as files; other
+        // remote locations must be under catalog.registration_url_prefixes, so that callers
+        // cannot make Nova fetch arbitrary addresses.
         let local_path = match spec.git() {
             Some(git) if git.url.starts_with("file://") => git.url.trim_start_matches("file://").to_string(),
-            Some(_) => return Ok(()),
-            None if spec.kind == LocationType::Url => return Ok(()),
-            None => spec.target.clone(),
+            None if !spec.kind.is_remote() => spec.target.clone(),
+            _ => {
+                let url = spec.git().map(|g| g.url).unwrap_or_else(|| spec.target.clone());
+                if self.config.registration_url_prefixes.iter().any(|p| !p.is_empty() && url.starts_with(p.as_str())) {
+                    return Ok(());
+                }
+                return Err(CatalogOpError::Invalid(format!(
+                    "{url} is not under a URL prefix where locations may be registered (catalog.registration_url_prefixes)"
+                )));
+            }
         };
         let roots: Vec<&std::path::Path> = if self.config.registration_roots.is_empty() {
             vec![self.base_dir.as_path()]

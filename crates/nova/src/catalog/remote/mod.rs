@@ -38,8 +38,10 @@ pub struct Credential {
 }
 
 impl RemoteContext {
-    /// Settings from `[catalog]`; git caches go under `cache_dir`.
+    /// Settings from `[catalog]`; git caches go under `cache_dir` (made absolute: git runs in
+    /// the cache repository and must still find the askpass helper).
     pub fn new(cache_dir: PathBuf, config: &CatalogConfig) -> Self {
+        let cache_dir = if cache_dir.is_absolute() { cache_dir } else { std::env::current_dir().unwrap_or_default().join(cache_dir) };
         Self { cache_dir, timeout: config.remote_timeout, max_redirects: config.max_redirects, credentials: config.credentials.clone() }
     }
 
