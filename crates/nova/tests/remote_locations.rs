@@ -248,7 +248,7 @@ on_both_backends! {
         let locations = ["catalog.yaml", "flaky.yaml", "page.html", "huge.yaml", "loop-a", "metadata", "slow.yaml", "missing.yaml"]
             .iter()
             .map(|p| format!("{base}/{p}"))
-            .chain([format!("url:http://169.254.169.254/latest/meta-data/catalog.yaml")])
+            .chain(["url:http://169.254.169.254/latest/meta-data/catalog.yaml".to_string()])
             .collect();
         let app = spawn_app_with(backend, quick(locations)).await;
         assert_eq!(names(&app).await, vec!["flaky", "web", "web-0", "web-nested"]);

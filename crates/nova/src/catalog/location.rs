@@ -8,6 +8,9 @@
 //!
 //! Reading goes through a [`Source`]: [`LocalSource`] here, the git and URL sources in
 //! [`super::remote`]. The [`Reader`] only follows Location entities and records results.
+// A `CatalogError` is what gets recorded for a file, so sources return it by value; it is
+// produced at most once per file, so its size does not matter.
+#![allow(clippy::result_large_err)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -178,10 +178,10 @@ impl Overview {
         if let Some(system) = &s.system {
             about.push(AboutRow::entity("System", snap, system));
         }
-        if record.kind == EntityKind::System {
-            if let Some(domain) = record.related(RelationType::PartOf).find(|r| r.kind() == "domain") {
-                about.push(AboutRow::entity("Domain", snap, domain));
-            }
+        if record.kind == EntityKind::System
+            && let Some(domain) = record.related(RelationType::PartOf).find(|r| r.kind() == "domain")
+        {
+            about.push(AboutRow::entity("Domain", snap, domain));
         }
         if let Some(t) = &s.spec_type {
             about.push(AboutRow::text("Type", t));

@@ -47,10 +47,10 @@ pub fn routes() -> Router<AppState> {
 
 /// Every state-changing console request must come from Nova's own pages.
 async fn same_origin_forms(req: Request, next: Next) -> Response {
-    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        if let Err(e) = check_same_origin(req.headers()) {
-            return PageError(e).into_response();
-        }
+    if !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && let Err(e) = check_same_origin(req.headers())
+    {
+        return PageError(e).into_response();
     }
     next.run(req).await
 }

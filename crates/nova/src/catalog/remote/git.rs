@@ -117,10 +117,10 @@ impl<'a> GitSource<'a> {
             let entry = String::from_utf8_lossy(entry);
             let Some((meta, path)) = entry.split_once('\t') else { continue };
             let fields: Vec<&str> = meta.split_whitespace().collect();
-            if let [mode, "blob", oid, size] = fields[..] {
-                if mode != "120000" {
-                    blobs.insert(path.to_string(), (oid.to_string(), size.parse().unwrap_or(u64::MAX)));
-                }
+            if let [mode, "blob", oid, size] = fields[..]
+                && mode != "120000"
+            {
+                blobs.insert(path.to_string(), (oid.to_string(), size.parse().unwrap_or(u64::MAX)));
             }
         }
         Ok(Tree { repo, commit, blobs })

@@ -76,10 +76,10 @@ impl<'a> UrlSource<'a> {
 
     fn fetch(&mut self, url: &str, previous: Option<&SourceRead>) -> Result<Fetched, CatalogError> {
         let url = check_http_url(url).map_err(|e| fail("valid-target", e))?;
-        if let Some(ip) = url.host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok()) {
-            if is_blocked(ip) {
-                return Err(blocked_error(url.host_str().unwrap_or_default()));
-            }
+        if let Some(ip) = url.host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok())
+            && is_blocked(ip)
+        {
+            return Err(blocked_error(url.host_str().unwrap_or_default()));
         }
         let credential = self.remote.credential_for(url.as_str())?;
         let max = self.limits.max_file_bytes;
@@ -139,10 +139,10 @@ impl Source for UrlSource<'_> {
     }
 
     fn read(&mut self, file: &SourceFile, previous: Option<&SourceRead>) -> Result<Fetched, CatalogError> {
-        if file.key == self.root.key {
-            if let Some(f) = self.prefetched.take() {
-                return Ok(f);
-            }
+        if file.key == self.root.key
+            && let Some(f) = self.prefetched.take()
+        {
+            return Ok(f);
         }
         self.fetch(&file.locator, previous)
     }
