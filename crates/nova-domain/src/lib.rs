@@ -9,7 +9,7 @@ pub mod names;
 pub mod relations;
 pub mod sensitive;
 
-pub use entity::{Entity, EntityKind, FieldError};
+pub use entity::{CompactEntity, Entity, EntityKind, FieldError};
 pub use entity_ref::{EntityRef, RefError};
 pub use relations::{Relation, RelationType};
 pub use sensitive::Sensitive;

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use nova_domain::{Entity, EntityKind};
+use nova_domain::{CompactEntity, Entity, EntityKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -271,11 +271,17 @@ pub struct ReadLimits {
 #[derive(Debug, Clone)]
 pub struct ParsedDoc {
     pub document: usize,
-    pub entity: Entity,
+    pub entity: CompactEntity,
+}
+
+#[derive(Serialize)]
+struct StoredDocRef<'a> {
+    document: usize,
+    entity: &'a serde_json::value::RawValue,
 }
 
 /// Stored form of a parsed document: the entity's JSON, validated again when loaded.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StoredDoc {
     document: usize,
     entity: Value,
@@ -283,7 +289,7 @@ struct StoredDoc {
 
 impl Serialize for ParsedDoc {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        StoredDoc { document: self.document, entity: self.entity.value().clone() }.serialize(s)
+        StoredDocRef { document: self.document, entity: self.entity.json() }.serialize(s)
     }
 }
 
@@ -292,7 +298,7 @@ impl<'de> Deserialize<'de> for ParsedDoc {
         let stored = StoredDoc::deserialize(d)?;
         let entity = Entity::from_value(stored.entity)
             .map_err(|errors| serde::de::Error::custom(format!("stored entity no longer valid: {}", errors[0])))?;
-        Ok(Self { document: stored.document, entity })
+        Ok(Self { document: stored.document, entity: entity.into_compact() })
     }
 }
 
@@ -307,6 +313,32 @@ pub struct SourceRead {
     /// The HTTP entity tag of a URL file, sent as `If-None-Match` on the next refresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// Targets named by the file's Location entities: (entity ref, document, target).
+    #[serde(skip)]
+    pub targets: Vec<(String, usize, String)>,
+}
+
+impl SourceRead {
+    /// A file that could not be read at all.
+    fn failed(error: CatalogError) -> Self {
+        Self { ok: false, entities: vec![], errors: vec![error], etag: None, targets: vec![] }
+    }
+
+    /// A previous read reused as it is (HTTP 304): its targets, which are not stored, are taken
+    /// from its Location entities again.
+    fn reused(previous: &SourceRead) -> Self {
+        let mut read = previous.clone();
+        read.targets = previous
+            .entities
+            .iter()
+            .filter(|d| d.entity.kind() == EntityKind::Location)
+            .flat_map(|d| {
+                let r = d.entity.entity_ref().to_string();
+                Entity::from_value(d.entity.to_value()).map(|e| e.location_targets().into_iter().map(|t| (r.clone(), d.document, t.to_string())).collect()).unwrap_or_else(|_| Vec::new())
+            })
+            .collect();
+        read
+    }
 }
 
 /// The result of reading one location: its files, keyed by `file:/path` (`git:...`, `url:...`),
@@ -392,6 +424,11 @@ pub trait Source {
     fn resolve(&mut self, from: &SourceFile, target: &str) -> Result<Vec<SourceFile>, CatalogError>;
     /// A file's text; `previous` is that file's last read, for conditional requests.
     fn read(&mut self, file: &SourceFile, previous: Option<&SourceRead>) -> Result<Fetched, CatalogError>;
+    /// The root files read and parsed up front, in order, by a source that can do so on every
+    /// core; `None` reads each as the reader reaches it.
+    fn read_roots(&mut self, _files: &[SourceFile]) -> Option<Vec<SourceRead>> {
+        None
+    }
 }
 
 /// Reads a location and every location its Location entities point at.
@@ -411,9 +448,11 @@ fn read_with(source: &mut dyn Source, ctx: &ReadContext<'_>) -> LocationRead {
     let mut reader = Reader { ctx, source, out: LocationRead::default(), visited: BTreeSet::new(), chain: Vec::new() };
     match reader.source.root(ctx.previous) {
         Ok(files) => {
-            for f in files {
+            let mut parsed = reader.source.read_roots(&files).map(Vec::into_iter);
+            for f in &files {
+                let source = parsed.as_mut().and_then(Iterator::next);
                 if !reader.visited.contains(&f.key) {
-                    reader.read_file(&f, 0);
+                    reader.read_file(f, 0, source);
                 }
             }
         }
@@ -450,6 +489,42 @@ impl Source for LocalSource<'_> {
     fn read(&mut self, file: &SourceFile, _previous: Option<&SourceRead>) -> Result<Fetched, CatalogError> {
         read_text(Path::new(&file.locator), self.limits.max_file_bytes).map(|text| Fetched::Text { text, etag: None })
     }
+
+    fn read_roots(&mut self, files: &[SourceFile]) -> Option<Vec<SourceRead>> {
+        Some(parse_in_parallel(files, self.limits.max_file_bytes))
+    }
+}
+
+/// Reads and parses one local file.
+fn read_source(file: &SourceFile, max_bytes: u64) -> SourceRead {
+    match read_text(Path::new(&file.locator), max_bytes) {
+        Err(e) => SourceRead::failed(CatalogError { location: file.key.clone(), ..e }),
+        Ok(text) => parse_documents(&file.key, &text),
+    }
+}
+
+/// Reads and parses local files on every available core, keeping their order.
+fn parse_in_parallel(files: &[SourceFile], max_bytes: u64) -> Vec<SourceRead> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8).min(files.len().max(1));
+    if threads <= 1 {
+        return files.iter().map(|f| read_source(f, max_bytes)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<SourceRead>> = (0..files.len()).map(|_| None).collect();
+    let slots = std::sync::Mutex::new(&mut results);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(f) = files.get(i) else { break };
+                    let source = read_source(f, max_bytes);
+                    slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(source);
+                }
+            });
+        }
+    });
+    results.into_iter().map(|r| r.expect("every file was parsed")).collect()
 }
 
 /// The files a local location names, sorted (without following Location entities).
@@ -524,7 +599,8 @@ struct Reader<'c, 's> {
 }
 
 impl Reader<'_, '_> {
-    fn read_file(&mut self, file: &SourceFile, depth: usize) {
+    /// Reads one file (or takes its already parsed content) and follows its Location entities.
+    fn read_file(&mut self, file: &SourceFile, depth: usize, parsed: Option<SourceRead>) {
         if let Some(p) = self.ctx.progress {
             p(&file.key);
         }
@@ -532,17 +608,15 @@ impl Reader<'_, '_> {
         self.visited.insert(key.clone());
         self.out.order.push(key.clone());
         let previous = self.ctx.previous.and_then(|p| p.sources.get(&key));
-        let source = match self.source.read(file, previous) {
-            Err(e) => SourceRead { ok: false, entities: vec![], errors: vec![CatalogError { location: key.clone(), ..e }], etag: None },
-            Ok(Fetched::Text { text, etag }) => SourceRead { etag, ..parse_documents(&key, &text) },
-            Ok(Fetched::Unchanged) => previous.cloned().expect("a source answers Unchanged only when there is a previous read"),
+        let source = match parsed {
+            Some(parsed) => parsed,
+            None => match self.source.read(file, previous) {
+                Err(e) => SourceRead::failed(CatalogError { location: key.clone(), ..e }),
+                Ok(Fetched::Text { text, etag }) => SourceRead { etag, ..parse_documents(&key, &text) },
+                Ok(Fetched::Unchanged) => SourceRead::reused(previous.expect("a source answers Unchanged only when there is a previous read")),
+            },
         };
-        let nested: Vec<(String, usize, String)> = source
-            .entities
-            .iter()
-            .filter(|d| d.entity.kind() == EntityKind::Location)
-            .flat_map(|d| d.entity.location_targets().into_iter().map(move |t| (d.entity.entity_ref().to_string(), d.document, t.to_string())))
-            .collect();
+        let nested = source.targets.clone();
         self.out.sources.insert(key.clone(), source);
         for (entity_ref, document, target) in nested {
             let error = |kind, rule: &str, message: String| CatalogError {
@@ -573,7 +647,7 @@ impl Reader<'_, '_> {
                     self.push_error(&key, e);
                 } else if !self.visited.contains(&f.key) {
                     self.chain.push(key.clone());
-                    self.read_file(&f, depth + 1);
+                    self.read_file(&f, depth + 1, None);
                     self.chain.pop();
                 }
             }
@@ -622,15 +696,21 @@ pub fn parse_documents(key: &str, text: &str) -> SourceRead {
         Err(e) => {
             let rendered = e.render_with_options(serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off });
             let message = format!("not valid YAML: {rendered}");
-            return SourceRead { ok: false, entities: vec![], errors: vec![CatalogError::location(key, ErrorKind::Yaml, "yaml-syntax", message)], etag: None };
+            return SourceRead::failed(CatalogError::location(key, ErrorKind::Yaml, "yaml-syntax", message));
         }
     };
-    let mut out = SourceRead { ok: true, entities: Vec::with_capacity(docs.len()), errors: vec![], etag: None };
+    let mut out = SourceRead { ok: true, entities: Vec::with_capacity(docs.len()), errors: vec![], etag: None, targets: vec![] };
     for (i, doc) in docs.into_iter().enumerate() {
         let document = i + 1;
         let guessed_ref = guess_ref(&doc);
         match Entity::from_value(doc) {
-            Ok(entity) => out.entities.push(ParsedDoc { document, entity }),
+            Ok(entity) => {
+                if entity.kind() == EntityKind::Location {
+                    let r = entity.entity_ref().to_string();
+                    out.targets.extend(entity.location_targets().into_iter().map(|t| (r.clone(), document, t.to_string())));
+                }
+                out.entities.push(ParsedDoc { document, entity: entity.into_compact() });
+            }
             Err(errors) => out.errors.extend(errors.into_iter().map(|fe| CatalogError {
                 location: key.to_string(),
                 document: Some(document),

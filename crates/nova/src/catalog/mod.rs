@@ -363,7 +363,7 @@ impl Catalog {
 fn describe(location: StoredLocation, read: &LocationRead) -> Registered {
     Registered {
         location,
-        entities: read.entities().map(|(_, d)| d.entity.value().clone()).collect(),
+        entities: read.entities().map(|(_, d)| d.entity.to_value()).collect(),
         errors: read.errors().cloned().collect(),
     }
 }

@@ -94,27 +94,78 @@ async fn request_context(req: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_string();
-    let info = RequestInfo { id: id.clone(), method: method.clone(), path: req.uri().path().to_string() };
-    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| intern_route(p.as_str()));
+    let method = method_label(req.method());
+    let info = RequestInfo { id: id.clone(), method: method.to_string(), path: req.uri().path().to_string() };
+    let span = tracing::info_span!("request", request_id = %id, method, route);
     let mut response = {
         use tracing::Instrument;
         REQUEST.scope(info, next.run(req)).instrument(span.clone()).await
     };
-    let status = response.status().as_u16();
+    let status = response.status();
     let elapsed = started.elapsed().as_secs_f64();
     span.in_scope(|| {
-        if status >= 500 {
-            tracing::warn!(status, elapsed_ms = elapsed * 1000.0, "request answered with a server error");
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), elapsed_ms = elapsed * 1000.0, "request answered with a server error");
         } else {
-            tracing::debug!(status, elapsed_ms = elapsed * 1000.0, "request");
+            tracing::debug!(status = status.as_u16(), elapsed_ms = elapsed * 1000.0, "request");
         }
     });
-    metrics::counter!("nova_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()).increment(1);
-    metrics::histogram!("nova_http_request_duration_seconds", "method" => method, "route" => route).record(elapsed);
+    let labels = [("method", method), ("route", route), ("status", status_label(status))];
+    metrics::counter!("nova_http_requests_total", &labels).increment(1);
+    metrics::histogram!("nova_http_request_duration_seconds", &labels[..2]).record(elapsed);
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
     response
+}
+
+/// The matched route as a `'static` string, so metric labels need no allocation per request.
+/// Routes come from the router's finite set, so the interned set stays small.
+fn intern_route(route: &str) -> &'static str {
+    static ROUTES: std::sync::OnceLock<std::sync::RwLock<std::collections::HashSet<&'static str>>> = std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(Default::default);
+    if let Some(r) = routes.read().unwrap_or_else(|e| e.into_inner()).get(route) {
+        return r;
+    }
+    let mut w = routes.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = w.get(route) {
+        return r;
+    }
+    let leaked: &'static str = Box::leak(route.to_string().into_boxed_str());
+    w.insert(leaked);
+    leaked
+}
+
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+fn status_label(s: axum::http::StatusCode) -> &'static str {
+    const CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
+    match s.as_u16() {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        409 => "409",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        n => CLASSES[usize::from(n / 100).min(5)],
+    }
 }
