@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{ApplyRetention, AuditLog};
-use crate::catalog::{Catalog, LocationSpec, RefreshLocation};
+use crate::auth::Auth;
+use crate::catalog::{Catalog, LocationSpec, RefreshLocation, RemoteContext};
 use crate::config::{Config, LocationConfig};
 use crate::flags::{self, Flags};
 use crate::http::{AppInner, AppState, router};
@@ -36,7 +37,7 @@ pub fn resolve_locations(locations: &[LocationConfig], base: &Path) -> anyhow::R
         .map(|(i, l)| {
             let spec = match l {
                 LocationConfig::Target(t) => LocationSpec::infer(t, base),
-                LocationConfig::Typed { kind, target } => LocationSpec::parse(kind, target, base),
+                LocationConfig::Typed(t) => LocationSpec::parse_typed(t, base),
             };
             spec.map_err(|e| anyhow::anyhow!("config: catalog.locations[{i}]: {e}"))
         })
@@ -55,11 +56,13 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
 impl App {
     /// Connects and migrates the database and opens the catalog (serving what was last read).
     pub async fn build(config: Config, locations: Vec<LocationSpec>) -> anyhow::Result<Self> {
+        let auth = Auth::from_config(&config)?;
         let db = open_database(&config).await?;
         let audit = AuditLog::new(db.clone(), config.audit.log_events);
         let flags = Arc::new(Flags::open(db.clone(), flags::BUILTIN).await.context("cannot load feature flags")?);
         let jobs = JobQueue::new(db.clone(), config.jobs.clone());
-        let catalog = Catalog::open(db.clone(), jobs.clone(), config.catalog.clone(), locations).await.context("cannot open the catalog")?;
+        let remote = RemoteContext::new(config.server.data_dir.join("git-cache"), &config.catalog);
+        let catalog = Catalog::open(db.clone(), jobs.clone(), config.catalog.clone(), remote, locations).await.context("cannot open the catalog")?;
         let mut runner = JobRunner::new(jobs.clone());
         let c = catalog.clone();
         runner.register::<RefreshLocation, _, _>(move |job, _| {
@@ -75,7 +78,7 @@ impl App {
             let job = ApplyRetention { keep_ms: keep.as_millis() as i64 };
             jobs.schedule_recurring(&job, ApplyRetention::KIND, crate::storage::now_ms()).await.context("cannot schedule audit retention")?;
         }
-        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, audit, flags, metrics: telemetry::metrics_handle() }));
+        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, audit, flags, auth, metrics: telemetry::metrics_handle() }));
         Ok(Self { state, runner })
     }
 

@@ -1,12 +1,12 @@
 //! The HTTP server: shared state, the router and its middleware.
 //!
 //! Routes live in one module per area: `catalog_api` (Backstage-compatible `/api/catalog`),
-//! `api_v1` (Nova's own API), `ops` (health, readiness, metrics) and `home`.
+//! `api_v1` (Nova's own API) and `ops` (health, readiness, metrics). The console's HTML pages
+//! live in [`crate::web`].
 
 pub mod api_v1;
 pub mod catalog_api;
 pub mod error;
-pub mod home;
 pub mod ops;
 pub mod params;
 
@@ -28,6 +28,7 @@ pub use error::{AppError, BackstageError};
 use error::{REQUEST, RequestInfo};
 
 use crate::audit::AuditLog;
+use crate::auth::Auth;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::flags::Flags;
@@ -43,6 +44,7 @@ pub struct AppInner {
     pub audit: AuditLog,
     pub flags: Arc<Flags>,
     pub metrics: PrometheusHandle,
+    pub auth: Auth,
 }
 
 /// Cheap-to-clone handle on [`AppInner`].
@@ -63,7 +65,7 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.server.request_timeout;
     let max_body = state.config.server.max_body_bytes;
     Router::new()
-        .merge(home::routes())
+        .merge(crate::web::routes())
         .merge(ops::routes())
         .nest("/api/catalog", catalog_api::routes())
         .nest("/api/v1", api_v1::routes())
