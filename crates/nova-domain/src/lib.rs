@@ -3,6 +3,7 @@
 //! Everything here is parsed once, at the boundary, and never re-validated: a value of one of
 //! these types is valid by construction. Nothing in this crate performs I/O.
 
+pub mod build;
 pub mod entity;
 pub mod entity_ref;
 pub mod names;

@@ -2,16 +2,21 @@
 //!
 //! The binary (`src/main.rs`) is a thin shell over this library. Start reading at
 //! [`cli`] (the subcommands), then [`app`] (how the server is assembled); each capability is a
-//! module: [`catalog`], [`jobs`], [`storage`], [`http`], [`secrets`]; child processes start
-//! through [`process`]. docs/ARCHITECTURE.md has the map.
+//! module: [`catalog`], [`auth`], [`jobs`], [`storage`], [`secrets`], [`http`] (the JSON API) and
+//! [`web`] (the console); child processes start through [`process`]. docs/ARCHITECTURE.md has the map.
 
 pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod authz;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod flags;
 pub mod http;
 pub mod jobs;
 pub mod process;
 pub mod secrets;
 pub mod storage;
 pub mod telemetry;
+pub mod web;

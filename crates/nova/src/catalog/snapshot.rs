@@ -29,6 +29,8 @@ const MAX_SEARCH_LEN: usize = 200;
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
     pub title: Option<String>,
+    /// `spec.profile.displayName` of users and groups.
+    pub profile_name: Option<String>,
     pub description: Option<String>,
     pub owner: Option<EntityRef>,
     pub system: Option<EntityRef>,
@@ -62,9 +64,9 @@ impl EntityRecord {
         self.relations.iter().filter(move |r| r.kind == kind).map(|r| &r.target)
     }
 
-    /// `title` if set, else the name.
+    /// `title` if set, else a user's or group's profile display name, else the name.
     pub fn display_name(&self) -> &str {
-        self.summary.title.as_deref().unwrap_or(self.entity_ref.name())
+        self.summary.title.as_deref().or(self.summary.profile_name.as_deref()).unwrap_or(self.entity_ref.name())
     }
 }
 
@@ -375,6 +377,7 @@ fn summarize(value: &Value, declared: &[Relation]) -> Summary {
     };
     Summary {
         title: meta("title"),
+        profile_name: value.get("spec").and_then(|s| s.get("profile")).and_then(|p| p.get("displayName")).and_then(Value::as_str).map(str::to_string),
         description: meta("description"),
         owner: rel(RelationType::OwnedBy, None),
         system: rel(RelationType::PartOf, Some("system")),
