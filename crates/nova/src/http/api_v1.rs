@@ -35,9 +35,11 @@ pub fn routes() -> Router<AppState> {
         super::tokens_api::list, super::tokens_api::create, super::tokens_api::revoke,
         super::flags_api::list, super::flags_api::one, super::flags_api::create, super::flags_api::change, super::flags_api::evaluation,
         super::audit_api::query, super::audit_api::verify,
+        super::credentials_api::list, super::credentials_api::one, super::credentials_api::put, super::credentials_api::revoke,
     ),
     components(schemas(ErrorsResponse, ErrorItem, LocationItem, ClaimsResponse, Problem,
-        crate::auth::tokens::TokenInfo, super::tokens_api::NewToken, crate::flags::Flag, crate::flags::Rollout, super::flags_api::NewFlag, crate::audit::StoredEvent))
+        crate::auth::tokens::TokenInfo, super::tokens_api::NewToken, crate::flags::Flag, crate::flags::Rollout, super::flags_api::NewFlag, crate::audit::StoredEvent,
+        crate::secrets::credentials::CredentialInfo, crate::secrets::credentials::CredentialRequest, crate::secrets::credentials::CredentialKind))
 )]
 struct ApiDoc;
 

@@ -1,0 +1,121 @@
+//! Team credentials through the API and the console: only the team's members (and its
+//! sub-teams' members) see and change them, every change is audited, the build lane finds the
+//! owning team's credential, and the value appears in no response, log line, audit record or
+//! database row.
+
+mod support;
+
+use nova::secrets::credentials;
+use nova_domain::EntityRef;
+use serde_json::json;
+use support::canary::{self, Canary};
+use support::*;
+
+/// A request as `user` (an API token).
+struct As {
+    token: String,
+}
+
+async fn as_user(app: &TestApp, user: &str) -> As {
+    let user = EntityRef::new("user", "default", user);
+    let (token, _) = app.state.auth.tokens.create(&user, "test", None, true).await.unwrap();
+    As { token: token.expose().clone() }
+}
+
+impl As {
+    async fn send(&self, app: &TestApp, method: reqwest::Method, path: &str, body: Option<serde_json::Value>, bodies: &mut Vec<String>) -> (u16, String) {
+        let mut req = app.client.request(method, app.url(path)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        bodies.push(text.clone());
+        (status, text)
+    }
+}
+
+fn token_credential(repos: &[&str], secret: &str) -> serde_json::Value {
+    json!({ "kind": "https-token", "username": "ci-bot", "repositories": repos, "description": "read-only deploy token", "secret": secret })
+}
+
+const REPO: &str = "https://git.example.com/payments/payment-service.git";
+
+on_both_backends! {
+    async fn only_the_team_manages_its_credentials_and_the_value_leaks_nowhere(backend: Backend) {
+        use reqwest::Method;
+        let logs = canary::capture_logs();
+        let app = spawn_app(backend).await;
+        let (first, second) = (Canary::new(), Canary::new());
+        let maria = as_user(&app, "maria.garcia").await; // payments
+        let alex = as_user(&app, "alex.kim").await; // payments-core, a sub-team of payments
+        let pat = as_user(&app, "pat.chen").await; // platform: another team
+        let mut bodies = Vec::new();
+        let base = "/api/v1/teams/payments/credentials";
+
+        // Registration by a member: 201 with metadata only.
+        let (status, text) = maria.send(&app, Method::PUT, &format!("{base}/git"), Some(token_credential(&[REPO], first.value())), &mut bodies).await;
+        assert_eq!(status, 201, "{text}");
+        let info: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(info["repositories"], json!(["https://git.example.com/payments/payment-service"]));
+        assert_eq!(info["created_by"], "user:default/maria.garcia");
+
+        // A sub-team member sees it; another team's member can neither see, rotate nor revoke it.
+        let (status, text) = alex.send(&app, Method::GET, base, None, &mut bodies).await;
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&text).unwrap().as_array().unwrap().len(), 1);
+        for (method, body) in [(Method::GET, None), (Method::PUT, Some(token_credential(&[REPO], second.value()))), (Method::DELETE, None)] {
+            let (status, text) = pat.send(&app, method.clone(), &format!("{base}/git"), body, &mut bodies).await;
+            assert_eq!(status, 403, "{method} {text}");
+            assert!(text.contains("payments"), "{text}");
+        }
+        let (status, _) = pat.send(&app, Method::GET, base, None, &mut bodies).await;
+        assert_eq!(status, 403);
+
+        // Refusals name the field and the rule.
+        let (status, text) = maria.send(&app, Method::PUT, &format!("{base}/other"), Some(token_credential(&["file:///srv/repo"], first.value())), &mut bodies).await;
+        assert_eq!(status, 400);
+        assert!(text.contains("repositories[0]") && text.contains("file"), "{text}");
+        let (status, text) = maria.send(&app, Method::PUT, &format!("{base}/other"), Some(token_credential(&[REPO], first.value())), &mut bodies).await;
+        assert_eq!(status, 409, "{text}");
+        assert!(text.contains("already covered"), "{text}");
+        let (status, text) = maria.send(&app, Method::PUT, &format!("{base}/other"), Some(json!({ "kind": "https-token", "repositories": [REPO], "secret": 12345, "extra": first.value() })), &mut bodies).await;
+        assert_eq!(status, 400, "{text}");
+
+        // Rotation keeps the creator and records who rotated.
+        let (status, text) = alex.send(&app, Method::PUT, &format!("{base}/git"), Some(token_credential(&[REPO], second.value())), &mut bodies).await;
+        assert_eq!(status, 200, "{text}");
+        let info: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!((info["created_by"].as_str(), info["rotated_by"].as_str()), (Some("user:default/maria.garcia"), Some("user:default/alex.kim")));
+
+        // The build lane: a payments-core component gets the payments credential (nearest
+        // ancestor with one); a platform component gets none, whatever repository it asks for.
+        let snap = app.state.catalog.snapshot();
+        let found = credentials::for_component(app.state.secrets.as_ref(), &snap, &EntityRef::new("component", "default", "payment-service"), REPO).await.unwrap().expect("found through the parent team");
+        assert_eq!((found.info.team.as_str(), found.info.name.as_str()), ("payments", "git"));
+        assert_eq!(found.secret.expose(), second.value());
+        let platform = EntityRef::new("component", "default", "nova"); // owned by group:platform
+        assert!(credentials::for_component(app.state.secrets.as_ref(), &snap, &platform, REPO).await.unwrap().is_none());
+
+        // Revocation.
+        let (status, _) = maria.send(&app, Method::DELETE, &format!("{base}/git"), None, &mut bodies).await;
+        assert_eq!(status, 204);
+        let (status, _) = maria.send(&app, Method::GET, &format!("{base}/git"), None, &mut bodies).await;
+        assert_eq!(status, 404);
+
+        // Audited: registration, rotation, revocation and each denial, without the value.
+        let audit: Vec<String> = canary::dump_database(&app.state.db).await.into_iter().filter(|(t, _)| t.contains("audit")).flat_map(|(_, rows)| rows).collect();
+        let all = audit.join("\n");
+        for action in ["credentials.register", "credentials.rotate", "credentials.revoke", "authz.deny.manage-credentials", "authz.deny.read-sensitive"] {
+            assert!(all.contains(action), "no {action} in the audit log");
+        }
+
+        for c in [&first, &second] {
+            let mut check = c.check();
+            check.logs(&logs).bodies(&bodies).metrics(&app).await;
+            check.database(&app.state.db).await.sqlite_files(&app.database_url());
+            check.assert_clean();
+        }
+    }
+}
