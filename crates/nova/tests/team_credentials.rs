@@ -119,3 +119,65 @@ on_both_backends! {
         }
     }
 }
+
+impl As {
+    /// A console form post, from Nova's own origin.
+    async fn form(&self, app: &TestApp, path: &str, fields: &[(&str, &str)], bodies: &mut Vec<String>) -> (u16, String, Option<String>) {
+        let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+        let resp = app.client.post(app.url(path)).bearer_auth(&self.token).header("origin", &app.base).header("content-type", "application/x-www-form-urlencoded").body(body).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let location = resp.headers().get("location").map(|v| v.to_str().unwrap().to_string());
+        let text = resp.text().await.unwrap();
+        bodies.push(text.clone());
+        (status, text, location)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_registers_rotates_and_revokes_without_showing_the_value() {
+    use reqwest::Method;
+    let logs = canary::capture_logs();
+    let app = spawn_app(Backend::Sqlite).await;
+    let canary = Canary::new();
+    let maria = as_user(&app, "maria.garcia").await;
+    let pat = as_user(&app, "pat.chen").await;
+    let mut bodies = Vec::new();
+    let page = "/teams/payments/credentials";
+
+    let (status, html) = maria.send(&app, Method::GET, page, None, &mut bodies).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("This team has no credentials") && html.contains("name=\"secret\""), "{html}");
+    let (status, _) = pat.send(&app, Method::GET, page, None, &mut bodies).await;
+    assert_eq!(status, 403);
+
+    let fields = [("name", "git"), ("kind", "https-token"), ("username", "ci-bot"), ("repositories", REPO), ("description", "deploy token"), ("secret", canary.value())];
+    let (status, _, location) = maria.form(&app, page, &fields, &mut bodies).await;
+    assert_eq!((status, location.as_deref()), (303, Some("/teams/payments/credentials?done=registered")));
+    let (_, html) = maria.send(&app, Method::GET, "/teams/payments/credentials?done=registered", None, &mut bodies).await;
+    assert!(html.contains("Credential registered") && html.contains("https://git.example.com/payments/payment-service"), "{html}");
+
+    // A refusal shows the rule and keeps the fields, but not the secret.
+    let bad = [("name", "other"), ("kind", "https-token"), ("username", "ci-bot"), ("repositories", "ext::sh -c id"), ("secret", canary.value())];
+    let (status, html, _) = maria.form(&app, page, &bad, &mut bodies).await;
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("repositories[0]") && html.contains("ext::sh -c id"), "{html}");
+
+    let (status, _, _) = pat.form(&app, page, &fields, &mut bodies).await;
+    assert_eq!(status, 403);
+    let (status, _, _) = pat.form(&app, &format!("{page}/git/revoke"), &[], &mut bodies).await;
+    assert_eq!(status, 403);
+
+    let (status, _, location) = maria.form(&app, page, &fields, &mut bodies).await;
+    assert_eq!((status, location.as_deref()), (303, Some("/teams/payments/credentials?done=rotated")));
+    let (status, _, location) = maria.form(&app, &format!("{page}/git/revoke"), &[], &mut bodies).await;
+    assert_eq!((status, location.as_deref()), (303, Some("/teams/payments/credentials?done=revoked")));
+
+    // The group page links to it.
+    let (_, html) = maria.send(&app, Method::GET, "/catalog/default/group/payments", None, &mut bodies).await;
+    assert!(html.contains("href=\"/teams/payments/credentials\""), "{html}");
+
+    let mut check = canary.check();
+    check.logs(&logs).bodies(&bodies).metrics(&app).await;
+    check.database(&app.state.db).await.sqlite_files(&app.database_url());
+    check.assert_clean();
+}

@@ -8,10 +8,12 @@
 //! - `org.rs`: group and user pages
 //! - `system.rs`: system and domain pages
 //! - `status.rs`: catalog errors and locations
+//! - `credentials.rs`: a team's credentials (metadata, register, rotate, revoke)
 //! - `session.rs`: development sign-in and sign-out
 //! - `view.rs`: what pages share (links to entities, the page chrome)
 
 pub mod catalog;
+pub mod credentials;
 pub mod entity;
 pub mod org;
 pub mod session;
@@ -39,6 +41,8 @@ pub fn routes() -> Router<AppState> {
         .route("/catalog/{namespace}/{kind}/{name}/{tab}", get(entity::tab))
         .route("/catalog-errors", get(status::errors))
         .route("/locations", get(status::locations))
+        .route("/teams/{team}/credentials", get(credentials::show).post(credentials::submit))
+        .route("/teams/{team}/credentials/{name}/revoke", post(credentials::revoke))
         .route("/sign-in", get(session::page).post(session::sign_in))
         .route("/sign-out", post(session::sign_out))
         .route("/auth/oidc/start", get(session::oidc_start))

@@ -31,6 +31,8 @@ struct GroupPage {
     members: Vec<EntityLink>,
     indirect: Vec<IndirectMember>,
     owns: Vec<EntityRow>,
+    /// The team's credentials page (groups in the default namespace); it checks access itself.
+    credentials: Option<String>,
 }
 
 /// Entities a group or user owns directly, as table rows ordered by kind, then name.
@@ -72,6 +74,7 @@ pub fn group_page(_state: &AppState, snap: &Snapshot, group: &EntityRecord, chro
         members: direct.into_iter().map(|r| EntityLink::new(snap, r)).collect(),
         indirect,
         owns: owned_rows(snap, group),
+        credentials: (group.entity_ref.namespace() == "default").then(|| format!("/teams/{}/credentials", group.entity_ref.name())),
     })
 }
 
