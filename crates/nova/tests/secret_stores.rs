@@ -434,3 +434,56 @@ async fn aws_secrets_manager_contract_tags_stages_and_error_paths_leak_nothing()
 
     assert_no_leak(&canary, &logs, &seen, &argv, &[]);
 }
+
+/// Team credentials on a store: register, list (metadata only), rotate, revoke; the value
+/// comes back only through the store and appears in no metadata or error.
+async fn credentials_round_trip(store: &dyn SecretStore, team: &str, canary: &Canary) -> Seen {
+    use nova::secrets::credentials::{self, CredentialKind, CredentialRequest};
+    let mut seen = Seen::default();
+    let req = |secret: String| CredentialRequest {
+        kind: CredentialKind::HttpsToken,
+        repositories: vec!["https://git.example.com/team/app.git".into()],
+        username: Some("ci".into()),
+        description: "read-only".into(),
+        secret: Sensitive::new(secret),
+    };
+    let (info, rotated) = credentials::put(store, team, "git", &req(format!("{}-1", canary.value())), "user:default/a", 1).await.unwrap();
+    assert!(!rotated);
+    let (info2, rotated) = credentials::put(store, team, "git", &req(format!("{}-2", canary.value())), "user:default/b", 2).await.unwrap();
+    assert!(rotated && info2.created_by == info.created_by && info2.rotated_by.as_deref() == Some("user:default/b"));
+    let listed = credentials::list(store, team).await.unwrap();
+    assert_eq!(listed, vec![info2.clone()]);
+    seen.add(&listed);
+    let e = credentials::put(store, team, "other", &req(canary.value().into()), "user:default/a", 3).await.unwrap_err();
+    seen.add(e.to_string());
+    assert!(e.to_string().contains("already covered"), "{e}");
+    let stored = store.get(&SecretPath::team(team, "credentials/git").unwrap()).await.unwrap();
+    assert_eq!(stored.data.get("secret").unwrap().expose(), &format!("{}-2", canary.value()));
+    credentials::revoke(store, team, "git").await.unwrap();
+    assert!(credentials::list(store, team).await.unwrap().is_empty());
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_credentials_on_openbao() {
+    let logs = canary::capture_logs();
+    let argv = nova::process::record_argv();
+    let Some(bao) = bao() else { return };
+    let canary = Canary::new();
+    let store = secrets::open(&secrets::SecretsConfig::Vault(bao.config(&unique("nova-cred"), bao.root_auth()))).await.unwrap();
+    let seen = credentials_round_trip(store.as_ref(), "payments", &canary).await;
+    assert_no_leak(&canary, &logs, &seen, &argv, &[]);
+}
+
+#[cfg(feature = "aws")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_credentials_on_aws_secrets_manager() {
+    let logs = canary::capture_logs();
+    let argv = nova::process::record_argv();
+    let Some(url) = require("moto", std::env::var("NOVA_TEST_MOTO_URL").ok(), "run the tests through scripts/test, which starts moto_server") else { return };
+    let canary = Canary::new();
+    let dir = tempfile::tempdir().unwrap();
+    let store = secrets::open(&secrets::SecretsConfig::AwsSecretsManager(moto_config(&url, dir.path(), &unique("nova-cred")))).await.unwrap();
+    let seen = credentials_round_trip(store.as_ref(), "payments", &canary).await;
+    assert_no_leak(&canary, &logs, &seen, &argv, &[]);
+}

@@ -222,6 +222,18 @@ mod tests {
         assert!(matches!(decide(&other, Action::Build, &target, true), Decision::Deny(_)));
         assert!(matches!(decide(&Actor::Anonymous, Action::Build, &target, true), Decision::SignInRequired(_)));
         assert_eq!(decide(&admin, Action::Build, &target, true), Decision::Allow);
+
+        // A team's credentials: its members and its sub-teams' members (whose claims include
+        // the team), and admins; never another team, nor a parent team's members alone.
+        let team = Target::Team(r("group:payments-core"));
+        for action in [Action::ManageCredentials, Action::ReadSensitive] {
+            assert_eq!(decide(&direct, action, &team, true), Decision::Allow);
+            assert_eq!(decide(&sub_team, action, &team, true), Decision::Allow);
+            assert_eq!(decide(&admin, action, &team, true), Decision::Allow);
+            assert!(matches!(decide(&parent_only, action, &team, true), Decision::Deny(_)));
+            assert!(matches!(decide(&other, action, &team, true), Decision::Deny(m) if m.contains("payments-core")));
+            assert!(matches!(decide(&Actor::Anonymous, action, &team, true), Decision::SignInRequired(_)));
+        }
     }
 
     #[test]
