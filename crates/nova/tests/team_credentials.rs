@@ -181,3 +181,70 @@ async fn the_console_registers_rotates_and_revokes_without_showing_the_value() {
     check.database(&app.state.db).await.sqlite_files(&app.database_url());
     check.assert_clean();
 }
+
+/// A real clone over smart HTTP with basic auth: the token reaches git through GIT_ASKPASS and
+/// the child's environment only; without it, or towards a bad host, the clone fails; in no
+/// case is the token in a child's argv or a log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_reaches_one_git_clone_and_no_argv() {
+    use nova::secrets::credentials::{CredentialInfo, CredentialKind, TeamCredential};
+    let logs = canary::capture_logs();
+    let argv = nova::process::record_argv();
+    let Some(url) = require("git HTTP server", std::env::var("NOVA_TEST_GIT_HTTP_URL").ok(), "scripts/test starts it with start_git_http") else { return };
+    let root = std::path::PathBuf::from(std::env::var("NOVA_TEST_GIT_HTTP_ROOT").expect("set with the URL"));
+    let password = std::env::var("NOVA_TEST_GIT_HTTP_PASSWORD").expect("set with the URL");
+
+    // A private repository with one commit.
+    let name = format!("private/cred-{}", uuid::Uuid::new_v4().simple());
+    let work = tempfile::tempdir().unwrap();
+    let git = |dir: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new("git").args(["-c", "user.name=T", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]).args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(work.path(), &["init", "--quiet"]);
+    std::fs::write(work.path().join("README"), "hello").unwrap();
+    git(work.path(), &["add", "-A"]);
+    git(work.path(), &["commit", "--quiet", "-m", "x"]);
+    let bare = root.join(format!("{name}.git"));
+    std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
+    git(work.path(), &["clone", "--quiet", "--bare", ".", bare.to_str().unwrap()]);
+
+    let info = CredentialInfo {
+        team: "payments".into(),
+        name: "git".into(),
+        kind: CredentialKind::HttpsToken,
+        repositories: vec![format!("{url}/{name}")],
+        username: Some("nova-test".into()),
+        description: String::new(),
+        created_by: "user:default/maria.garcia".into(),
+        created_at_ms: 0,
+        rotated_by: None,
+        rotated_at_ms: None,
+    };
+    let credential = TeamCredential { info, secret: nova_domain::Sensitive::new(password.clone()) };
+    let dest = tempfile::tempdir().unwrap();
+    let out = clone_with(&dest.path().join("without"), format!("{url}/{name}.git"), None).await;
+    assert!(!out.status.success(), "a private repository needs the credential");
+    let out = clone_with(&dest.path().join("with"), format!("{url}/{name}.git"), Some(&credential)).await;
+    assert!(out.status.success(), "clone with the team credential: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(dest.path().join("with/README")).unwrap(), "hello");
+    let out = clone_with(&dest.path().join("bad-host"), "http://127.0.0.1:9/nowhere.git".into(), Some(&credential)).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+
+    let recorded = format!("{:?}", argv.recorded());
+    assert!(recorded.contains("clone"), "{recorded}");
+    for (place, text) in [("argv", recorded), ("logs", logs.text()), ("git's stderr", stderr)] {
+        assert!(!text.contains(&password), "the token is in {place}");
+    }
+}
+
+/// `git clone -- FROM TARGET`, with the credential materialised for this child only.
+async fn clone_with(target: &std::path::Path, from: String, with: Option<&nova::secrets::credentials::TeamCredential>) -> std::process::Output {
+    let mut cmd = nova::process::command("git");
+    cmd.args(["clone", "--quiet", "--", &from]).arg(target).env("GIT_CONFIG_NOSYSTEM", "1").env("HOME", target.parent().unwrap());
+    let kept = with.map(|c| c.materialise(&mut cmd, None).unwrap());
+    let out = cmd.output().await.unwrap();
+    drop(kept);
+    out
+}

@@ -2,8 +2,9 @@
 
 mod audit;
 mod catalog;
-mod hydrate;
+mod credentials;
 mod flags;
+mod hydrate;
 mod serve;
 
 use std::path::PathBuf;
@@ -35,6 +36,9 @@ enum Command {
     /// List and change feature flags.
     #[command(subcommand)]
     Flags(flags::FlagsCommand),
+    /// A team's git and registry credentials (docs/CREDENTIALS.md).
+    #[command(subcommand)]
+    Credentials(credentials::CredentialsCommand),
     /// Platform policies on Kubernetes manifests (docs/POLICY.md).
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -64,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Catalog(cmd) => catalog::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Flags(cmd) => flags::run(cmd),
+        Command::Credentials(cmd) => credentials::run(cmd),
         Command::Policy(PolicyCommand::Check(args)) => nova_policy::run_policy_check(args),
         Command::Hydrate(cmd) => hydrate::run(cmd),
     }

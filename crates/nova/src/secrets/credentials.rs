@@ -81,6 +81,61 @@ pub struct TeamCredential {
     pub secret: Sensitive<String>,
 }
 
+/// How a child process gets a credential; removes its temporary files when dropped, so keep
+/// it alive until the child has finished.
+pub struct Materialised {
+    _dir: tempfile::TempDir,
+}
+
+/// The askpass program git runs for a username or password: it answers from the child's
+/// environment, so the value is neither in a file nor in any argv.
+const ASKPASS: &str = "#!/bin/sh\ncase \"$1\" in\n  Username*) printf '%s\\n' \"$NOVA_GIT_USERNAME\" ;;\n  *) printf '%s\\n' \"$NOVA_GIT_TOKEN\" ;;\nesac\n";
+
+impl TeamCredential {
+    /// Hands the credential to one git child process: an `https-token` through `GIT_ASKPASS`
+    /// and environment variables of that child only; an `ssh-key` as a 0600 file in a private
+    /// temporary directory with `GIT_SSH_COMMAND` (`IdentitiesOnly=yes`, batch mode; host keys
+    /// checked against `known_hosts` when given, else accepted on first use into a file that
+    /// dies with the directory). Never in a URL or argv. Git never prompts
+    /// (`GIT_TERMINAL_PROMPT=0`). A `registry` credential is not for git and is refused.
+    pub fn materialise(&self, cmd: &mut crate::process::Command, known_hosts: Option<&std::path::Path>) -> Result<Materialised, CredentialError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let io = |e: std::io::Error| CredentialError::Store(SecretError::Unavailable(format!("cannot prepare the credential for git: {e}")));
+        let dir = tempfile::Builder::new().prefix("nova-cred-").tempdir().map_err(io)?;
+        let write = |name: &str, text: &str, mode: u32| -> Result<std::path::PathBuf, CredentialError> {
+            let path = dir.path().join(name);
+            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&path).map_err(io)?;
+            f.write_all(text.as_bytes()).map_err(io)?;
+            Ok(path)
+        };
+        cmd.env("GIT_TERMINAL_PROMPT", "0");
+        match self.info.kind {
+            CredentialKind::HttpsToken => {
+                let askpass = write("askpass", ASKPASS, 0o700)?;
+                cmd.env("GIT_ASKPASS", &askpass).env("NOVA_GIT_USERNAME", self.info.username.as_deref().unwrap_or("")).env("NOVA_GIT_TOKEN", self.secret.expose());
+            }
+            CredentialKind::SshKey => {
+                let mut key = self.secret.expose().trim_end().to_string();
+                key.push('\n');
+                let key = write("id", &key, 0o600)?;
+                let hosts = match known_hosts {
+                    Some(p) => format!("-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes", shell_quote(p)),
+                    None => format!("-o UserKnownHostsFile={} -o StrictHostKeyChecking=accept-new", shell_quote(&dir.path().join("known_hosts"))),
+                };
+                cmd.env("GIT_SSH_COMMAND", format!("ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes {hosts}", shell_quote(&key)));
+            }
+            CredentialKind::Registry => return Err(invalid("kind", "a registry credential is for pushing images, not for git")),
+        }
+        Ok(Materialised { _dir: dir })
+    }
+}
+
+/// A path quoted for the shell git runs `GIT_SSH_COMMAND` with.
+fn shell_quote(p: &std::path::Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
 /// Why a credential operation failed. Never carries the value.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
