@@ -107,3 +107,44 @@ fn policy_check_and_hydrate_are_subcommands() {
     let out = nova().args(["hydrate"]).arg(&template).env_remove("HOST").output().unwrap();
     assert!(!out.status.success());
 }
+
+/// `nova credentials`: the secret comes from standard input and is printed nowhere; add
+/// refuses an existing name, rotate a missing one; every change is audited.
+#[test]
+fn credentials_are_managed_from_the_command_line_without_echoing_the_secret() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(dir.path(), "nova.toml", &format!("[database]\nurl = \"sqlite://{0}/nova.db\"\n\n[secrets]\ntype = \"file\"\npath = \"{0}/secrets.enc\"\n", dir.path().display()));
+    let secret = format!("canary-{}", uuid::Uuid::new_v4().simple());
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut child = nova().arg("credentials").args(args).arg("--config").arg(&cfg).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!text.contains(&secret), "the secret was printed: {text}");
+        (out.status.success(), text)
+    };
+    let add = ["add", "payments", "git", "--kind", "https-token", "--repo", "https://git.example.com/p/app.git", "--username", "ci", "--secret-file", "-"];
+    let (ok, text) = run(&add, Some(&format!("{secret}\n")));
+    assert!(ok && text.contains("registered"), "{text}");
+    let (ok, text) = run(&add, Some(&secret));
+    assert!(!ok && text.contains("use `nova credentials rotate`"), "{text}");
+    let mut rotate = add;
+    rotate[0] = "rotate";
+    let (ok, text) = run(&rotate, Some(&secret));
+    assert!(ok && text.contains("rotated"), "{text}");
+    let (ok, text) = run(&["list", "payments"], None);
+    assert!(ok && text.contains("https://git.example.com/p/app") && text.contains("https-token"), "{text}");
+    let (ok, text) = run(&["revoke", "payments", "git"], None);
+    assert!(ok && text.contains("revoked"), "{text}");
+    let (ok, text) = run(&["rotate", "payments", "git", "--kind", "https-token", "--repo", "https://git.example.com/p/app", "--username", "ci", "--secret-file", "-"], Some(&secret));
+    assert!(!ok && text.contains("has no credential"), "{text}");
+    let (ok, text) = run(&["add", "payments", "bad", "--kind", "https-token", "--repo", "file:///etc", "--username", "ci", "--secret-file", "-"], Some(&secret));
+    assert!(!ok && text.contains("repositories[0]"), "{text}");
+    let db = std::fs::read(dir.path().join("nova.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains(&secret));
+}
