@@ -1,4 +1,4 @@
-//! Assembling Nova: storage, jobs, catalog and the HTTP router, and running them together.
+//! Assembling Nova: storage, jobs, catalog, registries and the HTTP router, and running them together.
 //! `nova serve` and the integration tests both start Nova through [`App::build`].
 
 use std::path::Path;
@@ -56,7 +56,9 @@ impl App {
             let c = c.clone();
             async move { c.run_refresh_job(job).await }
         });
-        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, metrics: telemetry::metrics_handle() }));
+        let registry = crate::registry::service::install(&config, &db, &jobs, &catalog, &mut runner).await?;
+        let features = Arc::new(crate::features::FeatureSwitches::new(db.clone(), config.registry.switch_cache));
+        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, metrics: telemetry::metrics_handle(), registry, features }));
         Ok(Self { state, runner })
     }
 

@@ -2,13 +2,15 @@
 //!
 //! The binary (`src/main.rs`) is a thin shell over this library. Start reading at
 //! [`cli`] (the subcommands), then [`app`] (how the server is assembled); each capability is a
-//! module: [`catalog`], [`jobs`], [`storage`], [`http`]. docs/ARCHITECTURE.md has the map.
+//! module: [`catalog`], [`registry`], [`jobs`], [`storage`], [`http`]. docs/ARCHITECTURE.md has the map.
 
 pub mod app;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod features;
 pub mod http;
 pub mod jobs;
+pub mod registry;
 pub mod storage;
 pub mod telemetry;

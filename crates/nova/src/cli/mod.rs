@@ -1,6 +1,8 @@
 //! The `nova` command line: one binary whose subcommands are its modes.
 
 mod catalog;
+mod feature;
+mod registry;
 mod serve;
 
 use std::process::ExitCode;
@@ -25,6 +27,12 @@ enum Command {
     /// Platform policies on Kubernetes manifests (docs/POLICY.md).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Registry insight: the drift report, registry checks (docs/REGISTRY.md).
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
+    /// Feature switches.
+    #[command(subcommand)]
+    Feature(feature::FeatureCommand),
     /// Render a configuration template strictly from the environment and env files
     /// (docs/HYDRATE.md).
     Hydrate(nova_policy::HydrateArgs),
@@ -51,6 +59,8 @@ pub fn main() -> ExitCode {
         Command::Catalog(cmd) => catalog::run(cmd),
         Command::Policy(PolicyCommand::Check(args)) => nova_policy::run_policy_check(args),
         Command::Hydrate(args) => nova_policy::run_hydrate(args),
+        Command::Registry(cmd) => registry::run(cmd),
+        Command::Feature(cmd) => feature::run(cmd),
     }
 }
 

@@ -7,8 +7,10 @@ pub mod api_v1;
 pub mod catalog_api;
 pub mod error;
 pub mod home;
+pub mod images_page;
 pub mod ops;
 pub mod params;
+pub mod registry_api;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -39,6 +41,8 @@ pub struct AppInner {
     pub jobs: JobQueue,
     pub catalog: Arc<Catalog>,
     pub metrics: PrometheusHandle,
+    pub registry: Arc<crate::registry::RegistryService>,
+    pub features: Arc<crate::features::FeatureSwitches>,
 }
 
 /// Cheap-to-clone handle on [`AppInner`].
@@ -61,8 +65,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(home::routes())
         .merge(ops::routes())
+        .merge(images_page::routes())
         .nest("/api/catalog", catalog_api::routes())
-        .nest("/api/v1", api_v1::routes())
+        .nest("/api/v1", api_v1::routes().merge(registry_api::routes()))
         .fallback(not_found)
         .layer(middleware::from_fn(request_context))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
