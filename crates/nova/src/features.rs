@@ -30,13 +30,12 @@ impl FeatureSwitches {
 
     /// Whether `key` is on. A database failure keeps the last known value (or the default).
     pub async fn is_on(&self, key: &'static str) -> bool {
-        let default = KNOWN.iter().find(|(k, _)| *k == key).map_or(false, |(_, d)| *d);
+        let default = KNOWN.iter().find(|(k, _)| *k == key).is_some_and(|(_, d)| *d);
         let cached = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied();
-        if let Some((value, at)) = cached {
-            if at.elapsed() < self.ttl {
+        if let Some((value, at)) = cached
+            && at.elapsed() < self.ttl {
                 return value;
             }
-        }
         let value = match get(&self.db, key).await {
             Ok(v) => v.unwrap_or(default),
             Err(e) => {

@@ -211,28 +211,25 @@ async fn drift_report_api_metric_and_cli() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_file(dir.path(), "nova.toml", &format!("[registries.aws]\ntype = \"ecr\"\nregion = \"{REGION}\"\naccount_id = \"{ACCOUNT}\"\nendpoint_url = \"{url}\"\n"));
     let cat = write_file(dir.path(), "catalog.yaml", &catalog);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nova"))
-        .args(["registry", "drift", "--output", "json", "--config"])
-        .arg(&cfg)
-        .arg("--catalog")
-        .arg(&cat)
-        .arg("--database-url")
-        .arg(format!("sqlite://{}/nova.db", dir.path().display()))
-        .output()
-        .unwrap();
+    let drift_cli = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nova"))
+            .args(["registry", "drift"])
+            .args(extra)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--catalog")
+            .arg(&cat)
+            .arg("--database-url")
+            .arg(format!("sqlite://{}/nova.db", dir.path().display()))
+            .output()
+            .unwrap()
+    };
+    let out = drift_cli(&["--output", "json"]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(kinds(&cli, &missing), vec!["missing-repository"]);
     assert_eq!(kinds(&cli, &orphan), vec!["unlinked-repository"]);
-    let text = std::process::Command::new(env!("CARGO_BIN_EXE_nova"))
-        .args(["registry", "drift", "--cached", "--config"])
-        .arg(&cfg)
-        .arg("--catalog")
-        .arg(&cat)
-        .arg("--database-url")
-        .arg(format!("sqlite://{}/nova.db", dir.path().display()))
-        .output()
-        .unwrap();
+    let text = drift_cli(&["--cached"]);
     assert_eq!(text.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&text.stdout).contains(&format!("missing-repository: repository aws/{missing} does not exist")));
 }

@@ -3,6 +3,9 @@
 //! multi-arch images in Docker v2 and OCI formats, labels, sizes, consolidated repositories,
 //! paging over thousands of tags, blob redirects, degradation when the registry fails, and bad
 //! input that must stay confined to one component.
+//!
+//! The stale banner is checked here in the page's HTML; a browser test of it follows once the
+//! console's browser harness (Chromium + playwright-core) lands.
 
 mod support;
 
@@ -102,7 +105,7 @@ on_both_backends! {
         app.get_json(&format!("{path}/sha256:nothex/findings"), 400).await;
 
         // The page works without JavaScript: a filter form, pull references, "not scanned".
-        let html = app.get(&format!("/components/component/default/payments-api/images?tag=v1")).await;
+        let html = app.get(&"/components/component/default/payments-api/images?tag=v1".to_string()).await;
         assert_eq!(html.status(), 200);
         let html = html.text().await.unwrap();
         assert!(html.contains("<form method=\"get\""), "{html}");
@@ -344,10 +347,24 @@ async fn bad_annotations_stay_on_their_component() {
 /// A registry double for answers a real registry does not give (HTML instead of JSON, a
 /// manifest larger than the cap): it follows the Distribution API's paths and nothing else.
 async fn misbehaving_registry() -> String {
-    use axum::http::header;
+    use axum::http::{StatusCode, header};
     use axum::response::IntoResponse;
     use axum::routing::get;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static FLAKY: AtomicUsize = AtomicUsize::new(0);
     let app = axum::Router::new()
+        // Two 503s, then an answer: retried with backoff, so the refresh succeeds.
+        .route(
+            "/v2/flaky/tags/list",
+            get(|| async {
+                if FLAKY.fetch_add(1, Ordering::SeqCst) < 2 {
+                    return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                }
+                axum::Json(serde_json::json!({"name": "flaky", "tags": []})).into_response()
+            }),
+        )
+        // Always 429: reported as rate-limited after the configured attempts.
+        .route("/v2/busy/tags/list", get(|| async { (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "0")]).into_response() }))
         .route("/v2/", get(|| async { "{}" }))
         .route("/v2/html/tags/list", get(|| async { ([(header::CONTENT_TYPE, "text/html")], "<html>maintenance</html>").into_response() }))
         .route("/v2/huge/tags/list", get(|| async { axum::Json(serde_json::json!({"name": "huge", "tags": ["v1"]})).into_response() }))
@@ -368,6 +385,8 @@ async fn answers_that_are_not_json_or_too_large_are_contained() {
     let catalog = [
         component("html", "team", None, &[("nova.dev/image-repository", "odd/html")]),
         component("huge", "team", None, &[("nova.dev/image-repository", "odd/huge")]),
+        component("flaky", "team", None, &[("nova.dev/image-repository", "odd/flaky")]),
+        component("busy", "team", None, &[("nova.dev/image-repository", "odd/busy")]),
     ]
     .concat();
     let app = nova(Backend::Sqlite, vec![("odd", def)], &catalog, |_| {}).await;
@@ -377,6 +396,41 @@ async fn answers_that_are_not_json_or_too_large_are_contained() {
     let s = &v["repositories"][0]["status"];
     assert_eq!((s["state"].as_str(), s["reason"].as_str()), (Some("unavailable"), Some("bad-response")), "{v:#}");
     assert!(s["message"].as_str().unwrap().contains("max_manifest_bytes"), "{v:#}");
+    let v = settled(&app, &format!("{API}/flaky/images")).await;
+    assert_eq!(v["repositories"][0]["status"]["state"], "fresh", "503s are retried: {v:#}");
+    let v = settled(&app, &format!("{API}/busy/images")).await;
+    assert_eq!(v["repositories"][0]["status"]["reason"], "rate-limited", "{v:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feature_and_registry_check_commands() {
+    let Some(reg) = TestRegistry::start(Auth::Basic).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let password = write_file(dir.path(), "password", support::registry::READER.1);
+    let db = format!("sqlite://{}/nova.db", dir.path().display());
+    let nova_cmd = || std::process::Command::new(env!("CARGO_BIN_EXE_nova"));
+    let out = nova_cmd().args(["feature", "set", "registry.image-view", "off", "--database-url", &db]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = nova_cmd().args(["feature", "list", "--database-url", &db]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "registry.image-view off");
+    let out = nova_cmd().args(["feature", "set", "registry.nope", "on", "--database-url", &db]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown feature"));
+
+    let config = |pw: &std::path::Path| {
+        write_file(
+            dir.path(),
+            "nova.toml",
+            &format!("[registries.basic]\ntype = \"oci\"\nurl = \"{}\"\nusername = \"{}\"\npassword = {{ file = \"{}\" }}\n", reg.url, support::registry::READER.0, pw.display()),
+        )
+    };
+    let out = nova_cmd().args(["registry", "check", "--config"]).arg(config(&password)).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok    basic (oci)"));
+    let wrong = write_file(dir.path(), "wrong", "nope");
+    let out = nova_cmd().args(["registry", "check", "--config"]).arg(config(&wrong)).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL  basic (oci): denied"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -171,11 +171,10 @@ async fn findings(
     }
     let key = found.ok_or_else(|| AppError::NotFound(format!("image {digest} is not among the known images of {}", c.entity_ref)))?;
     let result = state.registry.findings(&key, &digest).await?;
-    if let Some(crate::registry::RegistryError::NotFound(m)) = &result.stale {
-        if result.report.is_none() {
+    if let Some(crate::registry::RegistryError::NotFound(m)) = &result.stale
+        && result.report.is_none() {
             return Err(AppError::NotFound(m.clone()));
         }
-    }
     let state_name = match (&result.report, &result.stale) {
         (_, None) => "fresh",
         (Some(_), Some(_)) => "stale",

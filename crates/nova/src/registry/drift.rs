@@ -242,8 +242,8 @@ fn contract(key: &RepoKey, linkers: &[Linker], tags: &BTreeMap<String, String>, 
     }
     let parse = |v: &str, kind: &str| EntityRef::parse_with(v, Some(kind), "default").ok();
     // The component tag only makes sense for a repository that belongs to one component.
-    if let (Some(tag), [only]) = (tags.get(TAG_COMPONENT), linkers) {
-        if parse(tag, "component").as_ref() != Some(&only.component) {
+    if let (Some(tag), [only]) = (tags.get(TAG_COMPONENT), linkers)
+        && parse(tag, "component").as_ref() != Some(&only.component) {
             items.push(item(
                 DriftKind::ComponentMismatch,
                 Some(&k),
@@ -253,7 +253,6 @@ fn contract(key: &RepoKey, linkers: &[Linker], tags: &BTreeMap<String, String>, 
                 format!("{k} is tagged {TAG_COMPONENT}={tag} but is linked by {}", only.component),
             ));
         }
-    }
     for l in linkers {
         let Some(entity) = snapshot.get(&l.component) else { continue };
         for (tag_key, kind, catalog_value, drift) in [

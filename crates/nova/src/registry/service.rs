@@ -114,11 +114,10 @@ impl RegistryService {
     /// The catalog's image links for the current snapshot.
     pub fn link_index(&self) -> Arc<LinkIndex> {
         let snapshot = self.catalog.snapshot();
-        if let Some((s, index)) = self.links.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            if Arc::ptr_eq(s, &snapshot) {
+        if let Some((s, index)) = self.links.read().unwrap_or_else(|e| e.into_inner()).as_ref()
+            && Arc::ptr_eq(s, &snapshot) {
                 return index.clone();
             }
-        }
         let index = Arc::new(build_link_index(&snapshot, &self.registries));
         *self.links.write().unwrap_or_else(|e| e.into_inner()) = Some((snapshot, index.clone()));
         index
@@ -217,12 +216,11 @@ impl RegistryService {
     pub async fn cached(&self, key: &RepoKey) -> Result<Option<Arc<CachedRepo>>, StorageError> {
         let k = key.to_string();
         let Some(row) = store::repo(&self.db, &k).await? else { return Ok(None) };
-        if let Some(c) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&k) {
-            if c.row.generation == row.generation {
+        if let Some(c) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&k)
+            && c.row.generation == row.generation {
                 // Same images; the row's times and state may have moved on.
                 return Ok(Some(Arc::new(CachedRepo { row, images: c.images.clone() })));
             }
-        }
         let images = Arc::new(store::images(&self.db, &k).await?);
         let cached = Arc::new(CachedRepo { row, images });
         self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(k, cached.clone());
@@ -252,11 +250,10 @@ impl RegistryService {
         let k = key.to_string();
         let cached = store::findings(&self.db, &k, digest.as_str()).await?;
         let fresh_for = self.settings.refresh_interval.as_millis() as i64;
-        if let Some((report, at)) = &cached {
-            if now_ms() - at < fresh_for {
+        if let Some((report, at)) = &cached
+            && now_ms() - at < fresh_for {
                 return Ok(FindingsResult { report: Some(report.clone()), fetched_at: Some(*at), stale: None });
             }
-        }
         let asked = match self.registries.get(&key.registry) {
             None => Err(RegistryError::Config(format!("registry {} is not in the configuration", key.registry))),
             Some(r) => match tokio::time::timeout(self.settings.request_timeout, r.provider.findings(&key.repository, digest)).await {

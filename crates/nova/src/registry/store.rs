@@ -225,14 +225,13 @@ pub async fn save_findings(db: &Db, key: &str, digest: &str, report: &ScanReport
     .await?;
     let image: Option<String> =
         sqlx::query_scalar(db.sql("SELECT data FROM registry_images WHERE repo_key = $1 AND digest = $2")).bind(key).bind(digest).fetch_optional(&mut *tx).await?;
-    if let Some(mut image) = image.and_then(|t| serde_json::from_str::<ImageRecord>(&t).ok()) {
-        if image.scan != report.summary && image.scan.counts.is_none() {
+    if let Some(mut image) = image.and_then(|t| serde_json::from_str::<ImageRecord>(&t).ok())
+        && image.scan != report.summary && image.scan.counts.is_none() {
             image.scan = report.summary.clone();
             let text = serde_json::to_string(&image).map_err(|e| StorageError::Corrupt(e.to_string()))?;
             sqlx::query(db.sql("UPDATE registry_images SET data = $1 WHERE repo_key = $2 AND digest = $3")).bind(text).bind(key).bind(digest).execute(&mut *tx).await?;
             sqlx::query(db.sql("UPDATE registry_repositories SET generation = generation + 1 WHERE key = $1")).bind(key).execute(&mut *tx).await?;
         }
-    }
     tx.commit().await?;
     Ok(())
 }

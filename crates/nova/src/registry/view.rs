@@ -171,16 +171,18 @@ fn status(row: Option<&CachedRepo>, stale_after_ms: i64, now: i64) -> Repository
     RepositoryStatus { state: state.into(), fetched_at: r.fetched_at, attempted_at: r.attempted_at, reason, message }
 }
 
-/// The tags of `image` the component sees, shown without its prefix; `None` when it sees none
-/// (images in a consolidated repository belong to the component only through its prefix).
-fn visible_tags(image: &ImageRecord, prefix: Option<&TagPrefix>) -> Option<Vec<String>> {
-    match prefix {
-        None => Some(image.tags.clone()),
-        Some(p) => {
-            let tags: Vec<String> = image.tags.iter().filter_map(|t| p.strip(t)).map(str::to_string).collect();
-            (!tags.is_empty()).then_some(tags)
-        }
-    }
+/// The tags of `image` the component sees, shown without its prefix.
+fn visible_tags<'a>(image: &'a ImageRecord, prefix: Option<&'a TagPrefix>) -> impl Iterator<Item = &'a str> + 'a {
+    image.tags.iter().filter_map(move |t| match prefix {
+        None => Some(t.as_str()),
+        Some(p) => p.strip(t),
+    })
+}
+
+/// Whether the component sees `image` at all: images in a consolidated repository belong to
+/// it only through a tag with its prefix.
+fn is_visible(image: &ImageRecord, prefix: Option<&TagPrefix>) -> bool {
+    prefix.is_none() || visible_tags(image, prefix).next().is_some()
 }
 
 fn image_console_url(repo_console: Option<&str>, is_ecr: bool, digest: &str) -> Option<String> {
@@ -195,7 +197,7 @@ pub async fn build(svc: &RegistryService, component: &EntityRef, links: &Compone
     let now = now_ms();
     let stale_after = svc.settings.stale_after.as_millis() as i64;
     let mut repositories = Vec::new();
-    let mut matches: Vec<(i64, usize, &ImageRecord, Vec<String>)> = Vec::new();
+    let mut matches: Vec<(i64, usize, &ImageRecord)> = Vec::new();
     let mut cached: Vec<(RepoKey, Option<String>, Option<std::sync::Arc<CachedRepo>>)> = Vec::new();
     for linked in &links.repositories {
         let c = svc.cached(&linked.key).await?;
@@ -209,18 +211,20 @@ pub async fn build(svc: &RegistryService, component: &EntityRef, links: &Compone
         let selected = query.environment.as_ref().is_none_or(|e| environment.as_ref() == Some(e));
         let mut visible = 0;
         if let Some(c) = c {
+            let prefix = links.tag_prefix.as_ref();
             for image in c.images.iter() {
-                let Some(tags) = visible_tags(image, links.tag_prefix.as_ref()) else { continue };
+                if !is_visible(image, prefix) {
+                    continue;
+                }
                 visible += 1;
                 if !selected {
                     continue;
                 }
-                if let Some(n) = &needle {
-                    if !tags.iter().any(|t| t.to_lowercase().contains(n.as_str())) {
+                if let Some(n) = &needle
+                    && !visible_tags(image, prefix).any(|t| t.to_lowercase().contains(n.as_str())) {
                         continue;
                     }
-                }
-                matches.push((image.sort_time(), i, image, tags));
+                matches.push((image.sort_time(), i, image));
             }
         }
         let registry_type = svc.registries().get(&key.registry).map(|r| r.provider.kind()).unwrap_or("unknown");
@@ -251,8 +255,9 @@ pub async fn build(svc: &RegistryService, component: &EntityRef, links: &Compone
         .into_iter()
         .skip(query.offset)
         .take(query.limit)
-        .map(|(_, i, image, tags)| {
+        .map(|(_, i, image)| {
             let repo = &repositories[i];
+            let tags = visible_tags(image, links.tag_prefix.as_ref()).map(str::to_string).collect();
             let pull_reference = match (&repo.pull_host, Digest::parse(&image.digest), RepositoryName::parse(&repo.repository)) {
                 (Some(host), Ok(d), Ok(r)) => Some(ImageReference::by_digest(host, &r, &d).to_string()),
                 _ => None,
@@ -440,10 +445,11 @@ mod tests {
     #[test]
     fn prefixes_hide_other_components_and_strip_their_own() {
         let p = TagPrefix::parse("backend-").unwrap();
-        assert_eq!(visible_tags(&image(&["backend-v1", "latest"]), Some(&p)), Some(vec!["v1".to_string()]));
-        assert_eq!(visible_tags(&image(&["frontend-v1"]), Some(&p)), None);
-        assert_eq!(visible_tags(&image(&[]), Some(&p)), None);
-        assert_eq!(visible_tags(&image(&[]), None), Some(vec![]));
+        let both = image(&["backend-v1", "latest"]);
+        assert_eq!(visible_tags(&both, Some(&p)).collect::<Vec<_>>(), vec!["v1"]);
+        assert!(!is_visible(&image(&["frontend-v1"]), Some(&p)));
+        assert!(!is_visible(&image(&[]), Some(&p)));
+        assert!(is_visible(&image(&[]), None), "untagged images belong to a repository's only component");
     }
 
     #[test]

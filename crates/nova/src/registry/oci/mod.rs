@@ -232,8 +232,8 @@ impl OciRegistry {
         known: &KnownImages,
         described: &Mutex<HashMap<String, ImageRecord>>,
     ) -> Result<Option<(String, Option<ImageRecord>)>, RegistryError> {
-        if !known.is_empty() {
-            if let Some(d) = self.head_digest(repository, tag).await? {
+        if !known.is_empty()
+            && let Some(d) = self.head_digest(repository, tag).await? {
                 if let Some(k) = known.get(&d) {
                     return Ok(Some((d, Some(k.clone()))));
                 }
@@ -241,7 +241,6 @@ impl OciRegistry {
                     return Ok(Some((d, None)));
                 }
             }
-        }
         let (body, digest) = match self.manifest(repository, tag.as_str()).await {
             Ok(m) => m,
             // Deleted between listing and reading.
@@ -344,11 +343,10 @@ impl RegistryProvider for OciRegistry {
             let page = page.repositories.unwrap_or_default();
             let before = out.len();
             for name in &page {
-                if let Ok(name) = RepositoryName::parse(name) {
-                    if seen.insert(name.clone()) {
+                if let Ok(name) = RepositoryName::parse(name)
+                    && seen.insert(name.clone()) {
                         out.push(ListedRepository { name, tags: None });
                     }
-                }
             }
             match next_link(&body.headers) {
                 Some(next) if out.len() > before => url = self.client.resolve(&next)?,
