@@ -88,4 +88,28 @@ start_moto() {
   echo "services: moto did not start; see below" >&2
   cat "$SERVICES_DIR/moto.log" >&2
   return 1
+# A git server over HTTP (git http-backend behind scripts/lib/git_http_server.py): tests create
+# bare repositories under NOVA_TEST_GIT_HTTP_ROOT and fetch them from NOVA_TEST_GIT_HTTP_URL;
+# those under private/ need user nova-test with password NOVA_TEST_GIT_HTTP_PASSWORD.
+start_git_http() {
+  if ! command -v git >/dev/null || ! [ -x "$(git --exec-path)/git-http-backend" ]; then
+    echo "services: git http-backend not found (apt-get install git); git location tests will skip" >&2
+    return 0
+  fi
+  local dir="$SERVICES_DIR/git-http" port password
+  port=$(free_port)
+  password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+  mkdir -p "$dir/repos/private"
+  GIT_HTTP_PASSWORD="$password" python3 scripts/lib/git_http_server.py "$dir/repos" "$port" >"$dir/log" 2>&1 &
+  local pid=$!
+  CLEANUP+=("kill $pid")
+  local i
+  for i in $(seq 1 50); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
+    sleep 0.1
+  done
+  export NOVA_TEST_GIT_HTTP_URL="http://127.0.0.1:$port"
+  export NOVA_TEST_GIT_HTTP_ROOT="$dir/repos"
+  export NOVA_TEST_GIT_HTTP_PASSWORD="$password"
+  echo "services: git over HTTP on 127.0.0.1:$port"
 }

@@ -84,6 +84,43 @@ enum SpecField {
     List,
 }
 
+/// A validated entity in compact form, for holding many in memory: the document is kept as JSON
+/// text. It is made only from an [`Entity`], so it is valid by construction.
+#[derive(Debug, Clone)]
+pub struct CompactEntity {
+    kind: EntityKind,
+    entity_ref: EntityRef,
+    relations: Box<[Relation]>,
+    json: Box<serde_json::value::RawValue>,
+}
+
+impl CompactEntity {
+    /// The entity's kind.
+    pub fn kind(&self) -> EntityKind {
+        self.kind
+    }
+
+    /// `kind:namespace/name`.
+    pub fn entity_ref(&self) -> &EntityRef {
+        &self.entity_ref
+    }
+
+    /// The relations the entity's own spec declares.
+    pub fn relations(&self) -> &[Relation] {
+        &self.relations
+    }
+
+    /// The document as JSON text.
+    pub fn json(&self) -> &serde_json::value::RawValue {
+        &self.json
+    }
+
+    /// The document, parsed.
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.json.get()).expect("compact entities hold JSON that serde_json wrote")
+    }
+}
+
 /// The API versions accepted for the built-in kinds.
 pub const API_VERSIONS: [&str; 2] = ["backstage.io/v1alpha1", "backstage.io/v1beta1"];
 
@@ -190,6 +227,16 @@ impl Entity {
         }
     }
 
+    /// The compact form, for keeping many entities in memory.
+    pub fn into_compact(self) -> CompactEntity {
+        CompactEntity {
+            kind: self.kind,
+            json: serde_json::value::to_raw_value(&self.value).expect("entity documents serialize"),
+            entity_ref: self.entity_ref,
+            relations: self.relations.into_boxed_slice(),
+        }
+    }
+
     /// The entity's kind.
     pub fn kind(&self) -> EntityKind {
         self.kind
@@ -209,14 +256,6 @@ impl Entity {
     /// The whole document.
     pub fn value(&self) -> &Value {
         &self.value
-    }
-
-    /// Mutable access to `metadata`, for the catalog to add the annotations it manages.
-    pub fn metadata_mut(&mut self) -> &mut Map<String, Value> {
-        self.value
-            .get_mut("metadata")
-            .and_then(Value::as_object_mut)
-            .expect("validated entities have a metadata mapping")
     }
 
     /// A string at `metadata.<key>`.
@@ -243,13 +282,6 @@ impl Entity {
             .into_iter()
             .flatten()
             .filter_map(Value::as_str)
-    }
-
-    /// The title if it has one, else the name.
-    pub fn display_name(&self) -> &str {
-        self.metadata_str("title")
-            .or_else(|| self.value.get("spec")?.get("profile")?.get("displayName")?.as_str())
-            .unwrap_or(self.entity_ref.name())
     }
 
     /// For a Location: its targets (`spec.target` and `spec.targets`), in order.

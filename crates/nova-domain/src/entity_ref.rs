@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use crate::names;
 
@@ -11,12 +12,16 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 /// A reference to a catalog entity, e.g. `component:default/payment-service`.
 ///
 /// Kind and namespace are stored lowercase; the name keeps its spelling for display.
-/// Equality and hashing ignore case, as Backstage's do.
+/// Equality and hashing ignore case, as Backstage's do. The text is shared, so cloning a
+/// reference (relations hold many) costs a reference count.
 #[derive(Clone, Eq)]
 pub struct EntityRef {
-    kind: String,
-    namespace: String,
-    name: String,
+    /// `kind:namespace/name`.
+    text: Arc<str>,
+    /// Byte offset of the `:` after the kind.
+    colon: u32,
+    /// Byte offset of the `/` after the namespace.
+    slash: u32,
 }
 
 /// Why a string is not an entity reference.
@@ -35,7 +40,8 @@ pub enum RefError {
 impl EntityRef {
     /// Builds a reference from parts that were already validated.
     pub fn new(kind: &str, namespace: &str, name: &str) -> Self {
-        Self { kind: kind.to_ascii_lowercase(), namespace: namespace.to_ascii_lowercase(), name: name.to_string() }
+        let text = format!("{}:{}/{name}", kind.to_ascii_lowercase(), namespace.to_ascii_lowercase());
+        Self { colon: kind.len() as u32, slash: (kind.len() + 1 + namespace.len()) as u32, text: text.into() }
     }
 
     /// Parses `[kind:][namespace/]name`, filling in `default_kind` and `default_namespace`
@@ -75,28 +81,33 @@ impl EntityRef {
 
     /// The kind, lowercase.
     pub fn kind(&self) -> &str {
-        &self.kind
+        &self.text[..self.colon as usize]
     }
 
     /// The namespace, lowercase.
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        &self.text[self.colon as usize + 1..self.slash as usize]
     }
 
     /// The name as written in the entity.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.text[self.slash as usize + 1..]
+    }
+
+    /// `kind:namespace/name`, without allocating.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// The fully lowercased form, used as a lookup key.
     pub fn key(&self) -> String {
-        format!("{}:{}/{}", self.kind, self.namespace, self.name.to_ascii_lowercase())
+        self.text.to_ascii_lowercase()
     }
 
     /// The shortest form a person would write: the namespace is left out when it is `default`.
     pub fn short(&self) -> String {
-        if self.namespace == DEFAULT_NAMESPACE {
-            format!("{}:{}", self.kind, self.name)
+        if self.namespace() == DEFAULT_NAMESPACE {
+            format!("{}:{}", self.kind(), self.name())
         } else {
             self.to_string()
         }
@@ -105,7 +116,7 @@ impl EntityRef {
 
 impl fmt::Display for EntityRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}/{}", self.kind, self.namespace, self.name)
+        f.write_str(&self.text)
     }
 }
 
@@ -117,15 +128,14 @@ impl fmt::Debug for EntityRef {
 
 impl PartialEq for EntityRef {
     fn eq(&self, other: &Self) -> bool {
-        self.kind == other.kind && self.namespace == other.namespace && self.name.eq_ignore_ascii_case(&other.name)
+        // Kind and namespace are stored lowercase, so this ignores case in the name only.
+        self.text.eq_ignore_ascii_case(&other.text)
     }
 }
 
 impl Hash for EntityRef {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.kind.hash(state);
-        self.namespace.hash(state);
-        for b in self.name.bytes() {
+        for b in self.text.bytes() {
             state.write_u8(b.to_ascii_lowercase());
         }
     }
@@ -139,9 +149,12 @@ impl PartialOrd for EntityRef {
 
 impl Ord for EntityRef {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (&self.kind, &self.namespace)
-            .cmp(&(&other.kind, &other.namespace))
-            .then_with(|| self.name.to_ascii_lowercase().cmp(&other.name.to_ascii_lowercase()))
+        (self.kind(), self.namespace())
+            .cmp(&(other.kind(), other.namespace()))
+            .then_with(|| {
+                let (a, b) = (self.name().bytes(), other.name().bytes());
+                a.map(|c| c.to_ascii_lowercase()).cmp(b.map(|c| c.to_ascii_lowercase()))
+            })
     }
 }
 

@@ -3,6 +3,7 @@
 //! Everything here is parsed once, at the boundary, and never re-validated: a value of one of
 //! these types is valid by construction. Nothing in this crate performs I/O.
 
+pub mod build;
 pub mod entity;
 pub mod entity_ref;
 pub mod image;
@@ -11,7 +12,7 @@ pub mod names;
 pub mod relations;
 pub mod sensitive;
 
-pub use entity::{Entity, EntityKind, FieldError};
+pub use entity::{CompactEntity, Entity, EntityKind, FieldError};
 pub use entity_ref::{EntityRef, RefError};
 pub use image::{Digest, EcrRepositoryArn, ImageNameError, ImageReference, ImageTag, RepositoryName, TagPrefix};
 pub use image_links::{ImageLinks, LinkError, LinkedRepository, RepositoryLink};

@@ -9,15 +9,18 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::{Catalog, LocationSpec, RefreshLocation};
+use crate::audit::{ApplyRetention, AuditLog};
+use crate::auth::Auth;
+use crate::catalog::{Catalog, LocationSpec, RefreshLocation, RemoteContext};
 use crate::config::{Config, LocationConfig};
+use crate::flags::{self, Flags};
 use crate::http::{AppInner, AppState, router};
-use crate::jobs::{JobQueue, JobRunner};
+use crate::jobs::{Job, JobQueue, JobRunner};
 use crate::storage::Db;
 use crate::telemetry;
 
-/// How often each process looks for catalog changes written by other replicas.
-const CATALOG_SYNC_INTERVAL: Duration = Duration::from_secs(2);
+/// How often each process picks up catalog and flag changes written by other replicas.
+const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A built, not yet running, Nova.
 pub struct App {
@@ -34,31 +37,50 @@ pub fn resolve_locations(locations: &[LocationConfig], base: &Path) -> anyhow::R
         .map(|(i, l)| {
             let spec = match l {
                 LocationConfig::Target(t) => LocationSpec::infer(t, base),
-                LocationConfig::Typed { kind, target } => LocationSpec::parse(kind, target, base),
+                LocationConfig::Typed(t) => LocationSpec::parse_typed(t, base),
             };
             spec.map_err(|e| anyhow::anyhow!("config: catalog.locations[{i}]: {e}"))
         })
         .collect()
 }
 
+/// Connects to the configured database and brings its schema up to date.
+pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(&config.database.url, config.database.max_connections)
+        .await
+        .with_context(|| format!("cannot open the database ({})", redact_url(&config.database.url)))?;
+    db.migrate().await.context("cannot migrate the database")?;
+    Ok(db)
+}
+
 impl App {
     /// Connects and migrates the database and opens the catalog (serving what was last read).
     pub async fn build(config: Config, locations: Vec<LocationSpec>) -> anyhow::Result<Self> {
-        let db = Db::connect(&config.database.url, config.database.max_connections)
-            .await
-            .with_context(|| format!("cannot open the database ({})", redact_url(&config.database.url)))?;
-        db.migrate().await.context("cannot migrate the database")?;
+        let db = open_database(&config).await?;
+        let auth = Auth::from_config(&config, db.clone())?;
+        auth.sync().await.context("cannot load signed-out sessions")?;
+        let audit = AuditLog::new(db.clone(), config.audit.log_events);
+        let flags = Arc::new(Flags::open(db.clone(), flags::BUILTIN).await.context("cannot load feature flags")?);
         let jobs = JobQueue::new(db.clone(), config.jobs.clone());
-        let catalog = Catalog::open(db.clone(), jobs.clone(), config.catalog.clone(), locations).await.context("cannot open the catalog")?;
+        let remote = RemoteContext::new(config.server.data_dir.join("git-cache"), &config.catalog);
+        let catalog = Catalog::open(db.clone(), jobs.clone(), config.catalog.clone(), remote, locations).await.context("cannot open the catalog")?;
         let mut runner = JobRunner::new(jobs.clone());
         let c = catalog.clone();
         runner.register::<RefreshLocation, _, _>(move |job, _| {
             let c = c.clone();
             async move { c.run_refresh_job(job).await }
         });
+        let a = audit.clone();
+        runner.register::<ApplyRetention, _, _>(move |job, _| {
+            let a = a.clone();
+            async move { a.run_retention_job(job).await }
+        });
+        if let Some(keep) = config.audit.retention {
+            let job = ApplyRetention { keep_ms: keep.as_millis() as i64 };
+            jobs.schedule_recurring(&job, ApplyRetention::KIND, crate::storage::now_ms()).await.context("cannot schedule audit retention")?;
+        }
         let registry = crate::registry::service::install(&config, &db, &jobs, &catalog, &mut runner).await?;
-        let features = Arc::new(crate::features::FeatureSwitches::new(db.clone(), config.registry.switch_cache));
-        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, metrics: telemetry::metrics_handle(), registry, features }));
+        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, audit, flags, auth, metrics: telemetry::metrics_handle(), registry }));
         Ok(Self { state, runner })
     }
 
@@ -73,16 +95,23 @@ impl App {
             }
         });
         let jobs = tokio::spawn(runner.run(shutdown.clone()));
-        let catalog = state.catalog.clone();
+        let replica_state = state.clone();
         let sync_shutdown = shutdown.clone();
         let sync = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = sync_shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(CATALOG_SYNC_INTERVAL) => {}
+                    _ = tokio::time::sleep(SYNC_INTERVAL) => {}
                 }
-                if let Err(e) = catalog.sync().await {
+                let s = &replica_state;
+                if let Err(e) = s.catalog.sync().await {
                     tracing::warn!(error = %e, "catalog sync with the database failed; retrying");
+                }
+                if let Err(e) = s.flags.sync().await {
+                    tracing::warn!(error = %e, "feature flag sync with the database failed; retrying");
+                }
+                if let Err(e) = s.auth.sync().await {
+                    tracing::warn!(error = %e, "signed-out session sync with the database failed; retrying");
                 }
             }
         });

@@ -14,6 +14,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
+    pub auth: AuthConfig,
     pub database: DatabaseConfig,
     pub catalog: CatalogConfig,
     pub jobs: JobsConfig,
@@ -22,20 +23,35 @@ pub struct Config {
     pub registry: crate::registry::RegistrySettings,
     /// `[registries.<name>]`: the registries images are read from.
     pub registries: std::collections::BTreeMap<String, crate::registry::RegistryDef>,
+    pub audit: AuditConfig,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             server: ServerConfig::default(),
+            auth: AuthConfig::default(),
             database: DatabaseConfig::default(),
             catalog: CatalogConfig::default(),
             jobs: JobsConfig::default(),
             log: LogConfig::default(),
             registry: Default::default(),
             registries: Default::default(),
+            audit: AuditConfig::default(),
         }
     }
+}
+
+/// `[audit]`: the tamper-evident audit log.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Also write every audit event to the log (target `audit`), for shipping elsewhere.
+    pub log_events: bool,
+    /// Delete events older than this (checked hourly), keeping the chain verifiable through a
+    /// checkpoint. Unset keeps events forever.
+    #[serde(with = "humantime_serde")]
+    pub retention: Option<Duration>,
 }
 
 /// `[server]`: the HTTP listener.
@@ -51,6 +67,8 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Where Nova keeps files of its own (git location caches, the demo session key).
+    pub data_dir: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -60,8 +78,121 @@ impl Default for ServerConfig {
             demo: false,
             request_timeout: Duration::from_secs(30),
             max_body_bytes: 10 * 1024 * 1024,
+            data_dir: PathBuf::from("nova-data"),
         }
     }
+}
+
+/// `[auth]`: sessions and sign-in (docs/CONFIG.md, `[auth]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The key that signs session cookies (HMAC-SHA256), at least 32 bytes. Without it, demo
+    /// mode generates one under `server.data_dir`; otherwise sessions are off.
+    pub session_key: Option<SecretRef>,
+    /// How long a session lasts.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Mark the session cookie `Secure` (serve Nova over HTTPS, e.g. behind a TLS proxy).
+    pub secure_cookie: bool,
+    /// Development sign-in (pick any catalog User, no password) outside demo mode.
+    pub dev_sign_in: bool,
+    /// Allow development sign-in when listening on a non-loopback address.
+    pub dev_sign_in_allow_remote: bool,
+    /// Whether people who are not signed in may read the catalog and image lists. Default: on
+    /// when no identity provider (OIDC or proxy headers) is configured, off otherwise.
+    pub anonymous_read: Option<bool>,
+    /// The platform-admin group (`group:default/platform`): its members (and its sub-teams'
+    /// members) may do everything, including managing flags and reading the whole audit log.
+    pub admin_group: Option<String>,
+    /// OpenID Connect sign-in.
+    pub oidc: Option<OidcConfig>,
+    /// Identity from a trusted authenticating reverse proxy (oauth2-proxy and the like).
+    pub proxy: Option<ProxyConfig>,
+    /// Longest lifetime of a personal API token; tokens asked for longer are refused.
+    #[serde(with = "humantime_serde")]
+    pub max_token_ttl: Option<Duration>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            session_key: None,
+            session_ttl: Duration::from_secs(12 * 3600),
+            secure_cookie: false,
+            dev_sign_in: false,
+            dev_sign_in_allow_remote: false,
+            anonymous_read: None,
+            admin_group: None,
+            oidc: None,
+            proxy: None,
+            max_token_ttl: None,
+        }
+    }
+}
+
+/// `[auth.oidc]`: OpenID Connect sign-in (authorization code flow with PKCE).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The issuer URL; `/.well-known/openid-configuration` is read from it.
+    pub issuer: String,
+    pub client_id: String,
+    /// The client secret, by reference (`{ env = "..." }` or `{ file = "..." }`). Omit for a
+    /// public client.
+    pub client_secret: Option<SecretRef>,
+    /// This Nova's callback URL as registered with the provider, ending in `/auth/oidc/callback`.
+    pub redirect_url: String,
+    /// Scopes asked for.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID-token claim holding the user's catalog name.
+    #[serde(default = "default_username_claim")]
+    pub username_claim: String,
+    /// The claim holding the e-mail address; when set, a catalog User whose
+    /// `spec.profile.email` matches is preferred over the name.
+    #[serde(default = "default_email_claim")]
+    pub email_claim: Option<String>,
+    /// The catalog namespace users are looked up in.
+    #[serde(default = "default_namespace")]
+    pub user_namespace: String,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["openid".into(), "profile".into(), "email".into()]
+}
+
+fn default_username_claim() -> String {
+    "preferred_username".into()
+}
+
+fn default_email_claim() -> Option<String> {
+    Some("email".into())
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+
+/// `[auth.proxy]`: identity headers set by an authenticating reverse proxy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Addresses the proxy connects from (`10.0.0.5`, `10.0.0.0/24`); the headers are refused,
+    /// and the request answered 401, from anywhere else.
+    pub trusted_proxies: Vec<String>,
+    /// The header naming the user (a catalog User name or reference).
+    #[serde(default = "default_user_header")]
+    pub user_header: String,
+    /// The header with the user's e-mail, matched against `spec.profile.email`.
+    pub email_header: Option<String>,
+    /// The catalog namespace users are looked up in.
+    #[serde(default = "default_namespace")]
+    pub user_namespace: String,
+}
+
+fn default_user_header() -> String {
+    "x-forwarded-user".into()
 }
 
 /// `[database]`: SQLite (default) or PostgreSQL.
@@ -97,6 +228,99 @@ pub struct CatalogConfig {
     /// Directories under which locations may be registered through the API. Empty means the
     /// directory Nova was started in. Configured locations are not restricted.
     pub registration_roots: Vec<PathBuf>,
+    /// URL prefixes under which git and URL locations may be registered through the API. Empty
+    /// (the default) refuses such registrations. Configured locations are not restricted.
+    pub registration_url_prefixes: Vec<String>,
+    /// Longest a git fetch or a URL download of one location may take.
+    #[serde(with = "humantime_serde")]
+    pub remote_timeout: Duration,
+    /// Redirects a URL location may follow.
+    pub max_redirects: usize,
+    /// Credentials for git and URL locations, chosen by the longest matching URL prefix.
+    pub credentials: Vec<RemoteCredential>,
+}
+
+/// A credential for remote locations whose URL starts with `url_prefix`. The secret is a
+/// reference (an environment variable or a file), never written in the configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteCredential {
+    /// E.g. `https://git.example.com/platform/`.
+    pub url_prefix: String,
+    /// The user name for HTTP basic authentication; without it, URL locations send the
+    /// secret as a bearer token (git always uses basic authentication, with `git` as the user).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Where the password or token is read from.
+    pub secret: SecretRef,
+}
+
+/// A reference to a secret held outside the configuration: `{ env = "NAME" }` or
+/// `{ file = "/run/secrets/name" }`. Read with [`SecretRef::load`] when it is needed. A plain
+/// string is refused without being echoed, since it is probably the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// An environment variable of the Nova process.
+    Env(String),
+    /// A file; surrounding whitespace is removed.
+    File(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SecretRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a secret reference: { env = \"NAME\" } or { file = \"PATH\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SecretRef, E> {
+                Err(E::custom("secrets are not written inline; use { env = \"NAME\" } or { file = \"PATH\" }"))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<SecretRef, A::Error> {
+                use serde::de::Error;
+                let mut found = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: String = map.next_value()?;
+                    if found.is_some() {
+                        return Err(A::Error::custom("name exactly one of env or file"));
+                    }
+                    found = Some(match key.as_str() {
+                        "env" => SecretRef::Env(value),
+                        "file" => SecretRef::File(PathBuf::from(value)),
+                        other => return Err(A::Error::custom(format!("unknown key {other:?}; expected env or file"))),
+                    });
+                }
+                found.ok_or_else(|| A::Error::custom("name one of env or file"))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl SecretRef {
+    /// Reads the secret. The error names the reference, never the value.
+    pub fn load(&self) -> Result<nova_domain::Sensitive<String>, String> {
+        let value = match self {
+            Self::Env(name) => std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?,
+            Self::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?
+                .trim()
+                .to_string(),
+        };
+        if value.is_empty() {
+            return Err(format!("the secret in {} is empty", self.describe()));
+        }
+        Ok(nova_domain::Sensitive::new(value))
+    }
+
+    /// Where the secret comes from, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Env(name) => format!("environment variable {name}"),
+            Self::File(path) => format!("file {}", path.display()),
+        }
+    }
 }
 
 impl Default for CatalogConfig {
@@ -107,21 +331,36 @@ impl Default for CatalogConfig {
             ownership: OwnershipMode::Transitive,
             max_file_bytes: 4 * 1024 * 1024,
             registration_roots: Vec::new(),
+            registration_url_prefixes: Vec::new(),
+            remote_timeout: Duration::from_secs(60),
+            max_redirects: 5,
+            credentials: Vec::new(),
         }
     }
 }
 
-/// A configured catalog location: a plain string (`examples/catalog`, `teams/*.yaml`) or a
-/// table with an explicit type.
+/// A configured catalog location: a plain string (`examples/catalog`, `teams/*.yaml`,
+/// `https://host/catalog-info.yaml`, `git:URL#REF:PATH`) or a table with an explicit type.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum LocationConfig {
     Target(String),
-    Typed {
-        #[serde(rename = "type")]
-        kind: String,
-        target: String,
-    },
+    Typed(TypedLocation),
+}
+
+/// `{ type = "...", target = "..." }`; git locations may name `ref` and `path` separately.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TypedLocation {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub target: String,
+    /// Git only: the branch, tag or commit to read (default: the remote's HEAD).
+    #[serde(rename = "ref", default)]
+    pub reference: Option<String>,
+    /// Git only: the file, directory or glob inside the repository (default `catalog-info.yaml`).
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 /// How group ancestry counts toward ownership.
@@ -246,6 +485,12 @@ impl Config {
         if self.database.max_connections == 0 {
             return invalid("database.max_connections", "must be at least 1");
         }
+        if self.auth.session_ttl < Duration::from_secs(60) {
+            return invalid("auth.session_ttl", "must be at least 1m");
+        }
+        if self.catalog.remote_timeout < Duration::from_secs(1) {
+            return invalid("catalog.remote_timeout", "must be at least 1s");
+        }
         if self.catalog.refresh_interval < Duration::from_secs(1) {
             return invalid("catalog.refresh_interval", "must be at least 1s");
         }
@@ -303,7 +548,32 @@ mod tests {
         assert_eq!(c.server.listen.port(), 2);
         assert_eq!(c.jobs.workers, 3);
         assert_eq!(c.catalog.refresh_interval, Duration::from_secs(120));
-        assert_eq!(c.catalog.locations[1], LocationConfig::Typed { kind: "glob".into(), target: "b/*.yaml".into() });
+        assert_eq!(c.catalog.locations[1], LocationConfig::Typed(TypedLocation { kind: "glob".into(), target: "b/*.yaml".into(), ..Default::default() }));
+    }
+
+    #[test]
+    fn secrets_are_references() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "[auth]\nsession_key = {{ env = \"NOVA_TEST_KEY_UNSET\" }}\n[[catalog.credentials]]\nurl_prefix = \"https://git.example.com/\"\nsecret = {{ file = \"/nonexistent\" }}").unwrap();
+        let c = Config::load(Some(f.path()), env(&[])).unwrap();
+        assert_eq!(c.auth.session_key, Some(SecretRef::Env("NOVA_TEST_KEY_UNSET".into())));
+        assert!(c.auth.session_key.unwrap().load().unwrap_err().contains("NOVA_TEST_KEY_UNSET"));
+        assert!(c.catalog.credentials[0].secret.load().unwrap_err().contains("/nonexistent"));
+        // An inline secret is not a reference and is refused.
+        let e = Config::load(None, env(&[("NOVA_AUTH__SESSION_KEY", "\"hunter2hunter2\"")])).unwrap_err().to_string();
+        assert!(e.contains("auth.session_key") && !e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn git_locations_take_ref_and_path() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "[catalog]\nlocations = [{{ type = \"git\", target = \"https://h/r.git\", ref = \"main\", path = \"a.yaml\" }}]").unwrap();
+        let c = Config::load(Some(f.path()), env(&[])).unwrap();
+        let LocationConfig::Typed(t) = &c.catalog.locations[0] else { panic!("typed") };
+        assert_eq!((t.reference.as_deref(), t.path.as_deref()), (Some("main"), Some("a.yaml")));
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "[catalog]\nlocations = [{{ type = \"git\", target = \"https://h/r.git\", branch = \"main\" }}]").unwrap();
+        assert!(Config::load(Some(f.path()), env(&[])).is_err(), "unknown keys in a location table are refused");
     }
 
     #[test]

@@ -3,14 +3,19 @@
 //! The binary (`src/main.rs`) is a thin shell over this library. Start reading at
 //! [`cli`] (the subcommands), then [`app`] (how the server is assembled); each capability is a
 //! module: [`catalog`], [`registry`], [`jobs`], [`storage`], [`http`]. docs/ARCHITECTURE.md has the map.
+//! module: [`catalog`], [`auth`], [`jobs`], [`storage`], [`http`] (the JSON API) and [`web`] (the console). docs/ARCHITECTURE.md has the map.
 
 pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod authz;
 pub mod catalog;
 pub mod cli;
 pub mod config;
-pub mod features;
+pub mod flags;
 pub mod http;
 pub mod jobs;
 pub mod registry;
 pub mod storage;
 pub mod telemetry;
+pub mod web;

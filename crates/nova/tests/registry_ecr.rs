@@ -244,6 +244,6 @@ async fn an_unreachable_ecr_endpoint_is_unavailable_not_an_error() {
     let v = settled(&app, &format!("{API}/svc/images")).await;
     let s = &v["repositories"][0]["status"];
     assert_eq!((s["state"].as_str(), s["reason"].as_str()), (Some("unavailable"), Some("unavailable")), "{v:#}");
-    let html = app.get("/components/component/default/svc/images").await;
+    let html = app.get("/catalog/default/component/svc/images").await;
     assert_eq!(html.status(), 200);
 }

@@ -11,7 +11,8 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::Value;
+use nova::flags::{REGISTRY_IMAGE_VIEW, Rollout};
+use serde_json::{Value, json};
 use support::registry::{Auth, ImageSpec, Redirect, TestRegistry, component, nova, settled};
 use support::*;
 
@@ -105,7 +106,7 @@ on_both_backends! {
         app.get_json(&format!("{path}/sha256:nothex/findings"), 400).await;
 
         // The page works without JavaScript: a filter form, pull references, "not scanned".
-        let html = app.get(&"/components/component/default/payments-api/images?tag=v1".to_string()).await;
+        let html = app.get(&"/catalog/default/component/payments-api/images?tag=v1".to_string()).await;
         assert_eq!(html.status(), 200);
         let html = html.text().await.unwrap();
         assert!(html.contains("<form method=\"get\""), "{html}");
@@ -179,10 +180,10 @@ on_both_backends! {
         assert_eq!(ghost["total"], 0);
 
         reg.stop();
-        let r = app.client.post(app.url(&format!("{path}/refresh"))).send().await.unwrap();
+        let r = app.post_json(&format!("{path}/refresh"), &json!({})).await;
         assert_eq!(r.status(), 202);
         // Rate-limited: a second request at once is refused with Retry-After.
-        let r = app.client.post(app.url(&format!("{path}/refresh"))).send().await.unwrap();
+        let r = app.post_json(&format!("{path}/refresh"), &json!({})).await;
         assert_eq!(r.status(), 429);
         assert!(r.headers().contains_key("retry-after"));
         let fetched = v["repositories"][0]["status"]["fetchedAt"].clone();
@@ -199,13 +200,14 @@ on_both_backends! {
         assert_eq!(s["reason"], "unavailable");
         assert_eq!(s["fetchedAt"], fetched);
         assert_eq!(digests(&stale), vec![img.digest.clone()], "the last known images stay");
-        let html = app.get("/components/component/default/svc/images").await.text().await.unwrap();
+        let html = app.get("/catalog/default/component/svc/images").await.text().await.unwrap();
         assert!(html.contains("Stale:") && html.contains("unavailable"), "{html}");
         // The drill-down also degrades instead of failing.
         let f = app.get_json(&format!("{path}/{}/findings", img.digest), 200).await;
         assert_eq!(f["state"], "fresh", "OCI registries answer findings without a call");
         // The HTML refresh form redirects back, saying it was too soon.
-        let r = app.client.post(app.url("/components/component/default/svc/images/refresh")).send().await.unwrap();
+        let token = app.token_for(ADMIN_USER).await;
+        let r = app.client.post(app.url("/catalog/default/component/svc/images/refresh")).header("origin", &app.base).bearer_auth(token).send().await.unwrap();
         assert_eq!(r.status(), 303);
         assert!(r.headers()["location"].to_str().unwrap().ends_with("?refresh=too-soon"));
     }
@@ -328,7 +330,7 @@ async fn bad_annotations_stay_on_their_component() {
         let e = app.get_json(&format!("{API}/{name}/images"), 400).await;
         assert_eq!(e["field"], "metadata.annotations", "{name}");
         assert!(e["detail"].as_str().unwrap().contains(rule), "{name}: {e:#}");
-        let page = app.get(&format!("/components/component/default/{name}/images")).await;
+        let page = app.get(&format!("/catalog/default/component/{name}/images")).await;
         assert_eq!(page.status(), 400);
         assert!(page.text().await.unwrap().contains("role=\"alert\""));
     }
@@ -434,16 +436,16 @@ async fn feature_and_registry_check_commands() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_feature_switch_turns_the_view_off_and_on() {
+async fn the_feature_flag_turns_the_view_off_and_on() {
     let Some(reg) = TestRegistry::start(Auth::Anonymous).await else { return };
     reg.push_image("team/app", &["v1"], &ImageSpec::new("2026-02-01T00:00:00Z", "abc")).await;
     let catalog = component("app", "team", None, &[("nova.dev/image-repository", "local/team/app")]);
-    let app = nova(Backend::Sqlite, vec![("local", reg.config(None))], &catalog, |c| c.registry.switch_cache = Duration::ZERO).await;
+    let app = nova(Backend::Sqlite, vec![("local", reg.config(None))], &catalog, |_| {}).await;
     settled(&app, &format!("{API}/app/images")).await;
-    nova::features::set(&app.state.db, nova::features::REGISTRY_IMAGE_VIEW, false).await.unwrap();
+    app.state.flags.set(REGISTRY_IMAGE_VIEW, Rollout::off(), "test").await.unwrap();
     let e = app.get_json(&format!("{API}/app/images"), 404).await;
     assert!(e["detail"].as_str().unwrap().contains("switched off"));
-    assert_eq!(app.get("/components/component/default/app/images").await.status(), 404);
-    nova::features::set(&app.state.db, nova::features::REGISTRY_IMAGE_VIEW, true).await.unwrap();
+    assert_eq!(app.get("/catalog/default/component/app/images").await.status(), 404);
+    app.state.flags.set(REGISTRY_IMAGE_VIEW, Rollout::on(), "test").await.unwrap();
     app.get_json(&format!("{API}/app/images"), 200).await;
 }

@@ -9,6 +9,7 @@
 pub mod error;
 pub mod location;
 pub mod query;
+pub mod remote;
 pub mod snapshot;
 pub mod store;
 
@@ -25,7 +26,8 @@ pub use location::{LocationSpec, LocationType, ReadLimits};
 pub use snapshot::{EntityRecord, Snapshot};
 pub use store::{Origin, StoredLocation};
 
-pub use location::{LocationRead, Progress, read_location};
+pub use location::{LocationRead, Progress, ReadContext, read_location};
+pub use remote::RemoteContext;
 use snapshot::{SnapshotInput, digest_of};
 
 use crate::config::CatalogConfig;
@@ -78,6 +80,7 @@ pub struct Catalog {
     db: Db,
     jobs: JobQueue,
     config: CatalogConfig,
+    remote: RemoteContext,
     base_dir: PathBuf,
     loaded: tokio::sync::Mutex<Loaded>,
     snapshot: RwLock<Arc<Snapshot>>,
@@ -87,13 +90,14 @@ pub struct Catalog {
 impl Catalog {
     /// Opens the catalog: makes the configured locations those of `configured`, and serves
     /// what was last read from every location straight away.
-    pub async fn open(db: Db, jobs: JobQueue, config: CatalogConfig, configured: Vec<LocationSpec>) -> Result<Arc<Self>, StorageError> {
+    pub async fn open(db: Db, jobs: JobQueue, config: CatalogConfig, remote: RemoteContext, configured: Vec<LocationSpec>) -> Result<Arc<Self>, StorageError> {
         store::sync_configured(&db, &configured).await?;
         let base_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
         let catalog = Arc::new(Self {
             db,
             jobs,
             config,
+            remote,
             base_dir,
             loaded: tokio::sync::Mutex::new(Loaded { locations: Vec::new(), reads: HashMap::new() }),
             snapshot: RwLock::new(Arc::new(Snapshot::empty())),
@@ -143,16 +147,23 @@ impl Catalog {
     }
 
     /// Re-reads one location, stores the result and rebuilds the snapshot. A location that no
-    /// longer exists is ignored.
+    /// longer exists is ignored. The read itself (which for git and URL locations may take up to
+    /// `catalog.remote_timeout`) runs without holding the catalog's lock.
     pub async fn refresh(&self, id: &str) -> Result<(), StorageError> {
         let started = Instant::now();
+        let (spec, previous) = {
+            let mut loaded = self.loaded.lock().await;
+            let locations = store::list(&self.db).await?;
+            let Some(loc) = locations.iter().find(|l| l.id == id).cloned() else { return Ok(()) };
+            (loc.spec.clone(), self.current_read(&mut loaded, &loc).await?)
+        };
+        let t_read = Instant::now();
+        let read = self.read(spec, previous, None).await;
+        let read_ms = t_read.elapsed().as_millis();
         let mut loaded = self.loaded.lock().await;
         let locations = store::list(&self.db).await?;
         let Some(loc) = locations.iter().find(|l| l.id == id).cloned() else { return Ok(()) };
         let previous = self.current_read(&mut loaded, &loc).await?;
-        let t_read = Instant::now();
-        let read = self.read(loc.spec.clone(), None).await;
-        let read_ms = t_read.elapsed().as_millis();
         let success = read.error.is_none();
         let error_text = read.error.as_ref().map(|e| e.message.clone());
         let read = read.merge_previous(previous.as_deref());
@@ -168,7 +179,10 @@ impl Catalog {
         if changed || previous.is_none() {
             self.rebuild(&loaded).await;
         }
-        tracing::info!(location = %loc.spec.display(), read_ms, store_ms, build_ms = t_build.elapsed().as_millis(), changed, "location refreshed");
+        match &error_text {
+            None => tracing::info!(location = %loc.spec.display(), read_ms, store_ms, build_ms = t_build.elapsed().as_millis(), changed, "location refreshed"),
+            Some(e) => tracing::warn!(location = %loc.spec.display(), read_ms, error = %e, "location could not be read; keeping its previous entities"),
+        }
         metrics::histogram!("nova_catalog_refresh_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
     }
@@ -229,11 +243,16 @@ impl Catalog {
     }
 
     /// Reads a location on a blocking thread, reporting each file read to `progress`.
-    pub async fn read(&self, spec: LocationSpec, progress: Option<Progress>) -> LocationRead {
+    /// `previous` (the location's last read) lets URL files be asked for conditionally.
+    pub async fn read(&self, spec: LocationSpec, previous: Option<Arc<LocationRead>>, progress: Option<Progress>) -> LocationRead {
         let limits = self.limits();
-        tokio::task::spawn_blocking(move || read_location(&spec, limits, progress.as_deref()))
-            .await
-            .expect("location reader does not panic")
+        let remote = self.remote.clone();
+        tokio::task::spawn_blocking(move || {
+            let ctx = ReadContext { limits, remote: &remote, previous: previous.as_deref(), progress: progress.as_deref() };
+            read_location(&spec, &ctx)
+        })
+        .await
+        .expect("location reader does not panic")
     }
 
     /// Parses a location as the API and CLI name it.
@@ -244,17 +263,32 @@ impl Catalog {
     /// Refuses API registrations outside `catalog.registration_roots`, so that callers cannot
     /// make Nova read arbitrary files on its host.
     pub fn check_registrable(&self, spec: &LocationSpec) -> Result<(), CatalogOpError> {
+        // A git repository on this machine (file://) falls under the same roots as files; other
+        // remote locations must be under catalog.registration_url_prefixes, so that callers
+        // cannot make Nova fetch arbitrary addresses.
+        let local_path = match spec.git() {
+            Some(git) if git.url.starts_with("file://") => git.url.trim_start_matches("file://").to_string(),
+            None if !spec.kind.is_remote() => spec.target.clone(),
+            _ => {
+                let url = spec.git().map(|g| g.url).unwrap_or_else(|| spec.target.clone());
+                if self.config.registration_url_prefixes.iter().any(|p| !p.is_empty() && url.starts_with(p.as_str())) {
+                    return Ok(());
+                }
+                return Err(CatalogOpError::Invalid(format!(
+                    "{url} is not under a URL prefix where locations may be registered (catalog.registration_url_prefixes)"
+                )));
+            }
+        };
         let roots: Vec<&std::path::Path> = if self.config.registration_roots.is_empty() {
             vec![self.base_dir.as_path()]
         } else {
             self.config.registration_roots.iter().map(PathBuf::as_path).collect()
         };
-        if roots.iter().any(|r| std::path::Path::new(&spec.target).starts_with(r)) {
+        if roots.iter().any(|r| std::path::Path::new(&local_path).starts_with(r)) {
             Ok(())
         } else {
             Err(CatalogOpError::Invalid(format!(
-                "{} is outside the directories where locations may be registered (catalog.registration_roots)",
-                spec.target
+                "{local_path} is outside the directories where locations may be registered (catalog.registration_roots)"
             )))
         }
     }
@@ -268,7 +302,7 @@ impl Catalog {
                 return Err(CatalogOpError::Exists(l.spec.display()));
             }
         }
-        let read = self.read(spec.clone(), None).await;
+        let read = self.read(spec.clone(), None, None).await;
         if dry_run {
             let location = StoredLocation {
                 id: String::new(),
@@ -329,7 +363,7 @@ impl Catalog {
 fn describe(location: StoredLocation, read: &LocationRead) -> Registered {
     Registered {
         location,
-        entities: read.entities().map(|(_, d)| d.entity.value().clone()).collect(),
+        entities: read.entities().map(|(_, d)| d.entity.to_value()).collect(),
         errors: read.errors().cloned().collect(),
     }
 }

@@ -42,7 +42,7 @@ impl Filter {
                 if key.is_empty() {
                     return Err(QueryError(format!("filter: invalid statement {statement:?}: the key is empty")));
                 }
-                let key = key.to_lowercase();
+                let key = key.to_ascii_lowercase();
                 match conds.iter_mut().find(|c| c.key == key) {
                     Some(c) => c.values.extend(value.map(str::to_lowercase)),
                     None => conds.push(Condition { key, values: value.map(str::to_lowercase).into_iter().collect() }),
@@ -85,7 +85,7 @@ fn condition_ids(snap: &Snapshot, c: &Condition) -> Vec<u32> {
     let mut out = Vec::new();
     for v in &c.values {
         if let Some(p) = ki.values.get(v.as_str()) {
-            out = if out.is_empty() { p.ids.clone() } else { union(&out, &p.ids) };
+            out = if out.is_empty() { p.ids().to_vec() } else { union(&out, p.ids()) };
         }
     }
     out
@@ -223,7 +223,7 @@ impl QuerySpec {
                 if let Some(ki) = snap.index.get(f.as_str()) {
                     for (value, posting) in &ki.values {
                         if value.contains(term.as_str()) {
-                            hits = union(&hits, &posting.ids);
+                            hits = union(&hits, posting.ids());
                         }
                     }
                 }
@@ -302,8 +302,8 @@ pub fn facet(snap: &Snapshot, facet: &str, matching: Option<&[u32]>) -> Vec<Face
     let Some(ki) = snap.index.get(facet.to_lowercase().as_str()) else { return Vec::new() };
     let mut out: Vec<FacetCount> = ki
         .values
-        .values()
-        .map(|p| FacetCount { value: p.original.to_string(), count: matching.map_or(p.ids.len(), |m| intersect(m, &p.ids).len()) })
+        .iter()
+        .map(|(lower, p)| FacetCount { value: p.original(lower).to_string(), count: matching.map_or(p.ids().len(), |m| intersect(m, p.ids()).len()) })
         .filter(|f| f.count > 0)
         .collect();
     out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));

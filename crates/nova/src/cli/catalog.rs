@@ -1,6 +1,5 @@
 //! `nova catalog validate` and `nova catalog import`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -13,9 +12,7 @@ use super::OutputFormat;
 use crate::app::App;
 use crate::catalog::location::expand;
 use crate::catalog::snapshot::SnapshotInput;
-use crate::catalog::{CatalogError, LocationRead, LocationSpec, ReadLimits, Snapshot, read_location};
-use crate::config::Config;
-use crate::telemetry::{LogTarget, init_logging};
+use crate::catalog::{CatalogError, LocationRead, LocationSpec, ReadContext, ReadLimits, RemoteContext, Snapshot, read_location};
 
 #[derive(Subcommand)]
 pub enum CatalogCommand {
@@ -43,12 +40,8 @@ pub struct ImportArgs {
     /// Files, directories or globs.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<String>,
-    /// Configuration file (for the database and limits).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Database URL, overriding the configuration.
-    #[arg(long, value_name = "URL")]
-    database_url: Option<String>,
+    #[command(flatten)]
+    db: super::DbArgs,
 }
 
 pub fn run(cmd: CatalogCommand) -> ExitCode {
@@ -79,7 +72,13 @@ fn validate(args: ValidateArgs) -> ExitCode {
         Err(e) => return super::fail(e),
     };
     let limits = ReadLimits { max_file_bytes: args.max_file_bytes, max_depth: 16 };
-    let reads: Vec<(String, LocationRead)> = specs.iter().map(|s| (s.display(), read_location(s, limits, None))).collect();
+    let cache = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => return super::fail(anyhow::anyhow!("cannot create a temporary directory for git locations: {e}")),
+    };
+    let remote = RemoteContext::new(cache.path().to_path_buf(), &crate::config::CatalogConfig::default());
+    let ctx = ReadContext { limits, remote: &remote, previous: None, progress: None };
+    let reads: Vec<(String, LocationRead)> = specs.iter().map(|s| (s.display(), read_location(s, &ctx))).collect();
     let inputs: Vec<SnapshotInput<'_>> = reads.iter().map(|(origin, read)| SnapshotInput { origin: origin.clone(), read }).collect();
     let snapshot = Snapshot::build(&inputs);
     let errors: Vec<CatalogError> =
@@ -100,11 +99,8 @@ fn validate(args: ValidateArgs) -> ExitCode {
 }
 
 async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
-    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
-    if let Some(url) = args.database_url {
-        config.database.url = url;
-    }
-    init_logging(&config.log, LogTarget::Stderr);
+    let (config, db) = args.db.open().await?;
+    db.pool().close().await;
     let specs = specs(&args.paths)?;
     let files: usize = specs.iter().map(|s| expand(s).map(|f| f.len()).unwrap_or(0)).sum();
     let bar = ProgressBar::new(files as u64);
@@ -114,11 +110,11 @@ async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for spec in specs {
         let b = bar.clone();
-        let progress: crate::catalog::Progress = Arc::new(move |p: &std::path::Path| {
-            b.set_message(p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
+        let progress: crate::catalog::Progress = Arc::new(move |key: &str| {
+            b.set_message(key.rsplit('/').next().unwrap_or(key).to_string());
             b.inc(1);
         });
-        let read = catalog.read(spec.clone(), Some(progress)).await;
+        let read = catalog.read(spec.clone(), None, Some(progress)).await;
         match catalog.adopt(spec.clone(), read).await {
             Ok(r) => {
                 bar.println(format!("{}: {} entities, {} errors", spec.display(), r.entities.len(), r.errors.len()));

@@ -1,13 +1,18 @@
 //! The `nova` command line: one binary whose subcommands are its modes.
 
+mod audit;
 mod catalog;
-mod feature;
 mod registry;
+mod flags;
 mod serve;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::storage::Db;
 
 /// Nova: the developer platform console.
 #[derive(Parser)]
@@ -24,15 +29,18 @@ enum Command {
     /// Work with catalog files.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
+    /// Verify or export the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// List and change feature flags.
+    #[command(subcommand)]
+    Flags(flags::FlagsCommand),
     /// Platform policies on Kubernetes manifests (docs/POLICY.md).
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Registry insight: the drift report, registry checks (docs/REGISTRY.md).
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
-    /// Feature switches.
-    #[command(subcommand)]
-    Feature(feature::FeatureCommand),
     /// Render a configuration template strictly from the environment and env files
     /// (docs/HYDRATE.md).
     Hydrate(nova_policy::HydrateArgs),
@@ -57,11 +65,41 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Catalog(cmd) => catalog::run(cmd),
+        Command::Audit(cmd) => audit::run(cmd),
+        Command::Flags(cmd) => flags::run(cmd),
         Command::Policy(PolicyCommand::Check(args)) => nova_policy::run_policy_check(args),
         Command::Hydrate(args) => nova_policy::run_hydrate(args),
         Command::Registry(cmd) => registry::run(cmd),
-        Command::Feature(cmd) => feature::run(cmd),
     }
+}
+
+/// How administrative subcommands find Nova's database.
+#[derive(Args)]
+pub struct DbArgs {
+    /// Configuration file (for the database URL).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Database URL, overriding the configuration.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+}
+
+impl DbArgs {
+    /// Loads the configuration (file, environment, `--database-url`) and opens the database.
+    pub async fn open(&self) -> anyhow::Result<(Config, Db)> {
+        let mut config = Config::load(self.config.as_deref(), std::env::vars())?;
+        if let Some(url) = &self.database_url {
+            config.database.url = url.clone();
+        }
+        crate::telemetry::init_logging(&config.log, crate::telemetry::LogTarget::Stderr);
+        let db = crate::app::open_database(&config).await?;
+        Ok((config, db))
+    }
+}
+
+/// The actor recorded in the audit log for changes made from the command line.
+pub fn cli_actor() -> String {
+    format!("cli:{}", std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into()))
 }
 
 /// A multi-threaded runtime for subcommands that need one.

@@ -92,7 +92,8 @@ impl AppError {
         }
     }
 
-    fn log(&self) {
+    /// Logs an unexpected error once, where it is answered.
+    pub(crate) fn log(&self) {
         if let Self::Internal(e) = self {
             tracing::error!(error = format!("{e:#}"), "request failed");
         }

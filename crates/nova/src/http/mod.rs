@@ -1,16 +1,19 @@
 //! The HTTP server: shared state, the router and its middleware.
 //!
 //! Routes live in one module per area: `catalog_api` (Backstage-compatible `/api/catalog`),
-//! `api_v1` (Nova's own API), `ops` (health, readiness, metrics) and `home`.
+//! `api_v1` (Nova's own API), `registry_api` (component images) and `ops` (health, readiness, metrics). The console's HTML pages
+//! live in [`crate::web`].
 
 pub mod api_v1;
+pub mod audit_api;
 pub mod catalog_api;
 pub mod error;
-pub mod home;
-pub mod images_page;
+pub mod flags_api;
+pub mod ofrep;
 pub mod ops;
 pub mod params;
 pub mod registry_api;
+pub mod tokens_api;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -29,8 +32,11 @@ use tower_http::timeout::TimeoutLayer;
 pub use error::{AppError, BackstageError};
 use error::{REQUEST, RequestInfo};
 
+use crate::audit::AuditLog;
+use crate::auth::Auth;
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::flags::Flags;
 use crate::jobs::JobQueue;
 use crate::storage::Db;
 
@@ -40,9 +46,11 @@ pub struct AppInner {
     pub db: Db,
     pub jobs: JobQueue,
     pub catalog: Arc<Catalog>,
+    pub audit: AuditLog,
+    pub flags: Arc<Flags>,
     pub metrics: PrometheusHandle,
     pub registry: Arc<crate::registry::RegistryService>,
-    pub features: Arc<crate::features::FeatureSwitches>,
+    pub auth: Auth,
 }
 
 /// Cheap-to-clone handle on [`AppInner`].
@@ -63,12 +71,14 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.server.request_timeout;
     let max_body = state.config.server.max_body_bytes;
     Router::new()
-        .merge(home::routes())
+        .merge(crate::web::routes())
         .merge(ops::routes())
-        .merge(images_page::routes())
         .nest("/api/catalog", catalog_api::routes())
         .nest("/api/v1", api_v1::routes().merge(registry_api::routes()))
+        .nest("/api/v1", api_v1::routes().merge(tokens_api::routes()).merge(flags_api::routes()).merge(audit_api::routes()))
+        .nest("/ofrep", ofrep::routes())
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), read_gate))
         .layer(middleware::from_fn(request_context))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(RequestBodyLimitLayer::new(max_body))
@@ -80,6 +90,37 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
         ))
         .with_state(state)
+}
+
+/// Paths anyone may fetch even when anonymous reads are off: probes, assets, and the ways in.
+fn open_path(path: &str) -> bool {
+    matches!(path, "/health" | "/ready" | "/metrics" | "/sign-in" | "/api/v1/openapi.json")
+        || ["/static/", "/auth/", "/ofrep/"].iter().any(|p| path.starts_with(p))
+}
+
+/// When `auth.anonymous_read` is off, reads need a signed-in caller: the API answers 401, the
+/// console sends the browser to the sign-in page. (Writes are decided by each handler.)
+async fn read_gate(axum::extract::State(state): axum::extract::State<AppState>, mut req: Request, next: Next) -> Response {
+    use axum::response::IntoResponse;
+    if state.auth.anonymous_read || open_path(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let remote = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    match crate::auth::actor_of(&state, req.headers(), remote).await {
+        Err(e) => e.into_response(),
+        Ok(crate::auth::Actor::Anonymous) if req.uri().path().starts_with("/api/") => {
+            AppError::Unauthorized("Sign in, or send an API token (Authorization: Bearer nova_...).".into()).into_response()
+        }
+        Ok(crate::auth::Actor::Anonymous) => {
+            let next_path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let target = format!("/sign-in?next={}", url::form_urlencoded::byte_serialize(next_path.as_bytes()).collect::<String>());
+            (axum::http::StatusCode::SEE_OTHER, [(header::LOCATION, target)]).into_response()
+        }
+        Ok(actor) => {
+            req.extensions_mut().insert(actor);
+            next.run(req).await
+        }
+    }
 }
 
 async fn not_found(req: Request) -> AppError {
@@ -97,27 +138,78 @@ async fn request_context(req: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_string();
-    let info = RequestInfo { id: id.clone(), method: method.clone(), path: req.uri().path().to_string() };
-    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| intern_route(p.as_str()));
+    let method = method_label(req.method());
+    let info = RequestInfo { id: id.clone(), method: method.to_string(), path: req.uri().path().to_string() };
+    let span = tracing::info_span!("request", request_id = %id, method, route);
     let mut response = {
         use tracing::Instrument;
         REQUEST.scope(info, next.run(req)).instrument(span.clone()).await
     };
-    let status = response.status().as_u16();
+    let status = response.status();
     let elapsed = started.elapsed().as_secs_f64();
     span.in_scope(|| {
-        if status >= 500 {
-            tracing::warn!(status, elapsed_ms = elapsed * 1000.0, "request answered with a server error");
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), elapsed_ms = elapsed * 1000.0, "request answered with a server error");
         } else {
-            tracing::debug!(status, elapsed_ms = elapsed * 1000.0, "request");
+            tracing::debug!(status = status.as_u16(), elapsed_ms = elapsed * 1000.0, "request");
         }
     });
-    metrics::counter!("nova_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string()).increment(1);
-    metrics::histogram!("nova_http_request_duration_seconds", "method" => method, "route" => route).record(elapsed);
+    let labels = [("method", method), ("route", route), ("status", status_label(status))];
+    metrics::counter!("nova_http_requests_total", &labels).increment(1);
+    metrics::histogram!("nova_http_request_duration_seconds", &labels[..2]).record(elapsed);
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
     response
+}
+
+/// The matched route as a `'static` string, so metric labels need no allocation per request.
+/// Routes come from the router's finite set, so the interned set stays small.
+fn intern_route(route: &str) -> &'static str {
+    static ROUTES: std::sync::OnceLock<std::sync::RwLock<std::collections::HashSet<&'static str>>> = std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(Default::default);
+    if let Some(r) = routes.read().unwrap_or_else(|e| e.into_inner()).get(route) {
+        return r;
+    }
+    let mut w = routes.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = w.get(route) {
+        return r;
+    }
+    let leaked: &'static str = Box::leak(route.to_string().into_boxed_str());
+    w.insert(leaked);
+    leaked
+}
+
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+fn status_label(s: axum::http::StatusCode) -> &'static str {
+    const CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
+    match s.as_u16() {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        409 => "409",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        n => CLASSES[usize::from(n / 100).min(5)],
+    }
 }

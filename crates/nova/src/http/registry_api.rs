@@ -16,7 +16,9 @@ use utoipa::{OpenApi, ToSchema};
 use super::error::Problem;
 use super::params::Params;
 use super::{AppError, AppState};
-use crate::features::REGISTRY_IMAGE_VIEW;
+use crate::auth::Actor;
+use crate::authz::{self, Action};
+use crate::flags::REGISTRY_IMAGE_VIEW;
 use crate::registry::drift::{DriftItem, DriftKind, DriftReport, RegistryListing};
 use crate::registry::provider::{Finding, ImageLabels, Platform, ScanStatus, ScanSummary, SeverityCounts};
 use crate::registry::provisioning::Provisioning;
@@ -51,9 +53,9 @@ pub struct Component {
 
 /// Looks the component up and reads its image annotations; every refusal is a clear error
 /// about this component only.
-pub async fn component(state: &AppState, kind: &str, namespace: &str, name: &str) -> Result<Component, AppError> {
-    if !state.features.is_on(REGISTRY_IMAGE_VIEW).await {
-        return Err(AppError::NotFound(format!("the image view is switched off (feature switch {REGISTRY_IMAGE_VIEW})")));
+pub async fn component(state: &AppState, actor: &Actor, kind: &str, namespace: &str, name: &str) -> Result<Component, AppError> {
+    if !state.flags.is_on(REGISTRY_IMAGE_VIEW, &actor.flag_subject()) {
+        return Err(AppError::NotFound(format!("the image view is switched off (feature flag {REGISTRY_IMAGE_VIEW})")));
     }
     let entity_ref = EntityRef::parse(&format!("{kind}:{namespace}/{name}")).map_err(|e| AppError::invalid("entityRef", e.to_string()))?;
     if entity_ref.kind() != "component" {
@@ -88,8 +90,8 @@ pub async fn component(state: &AppState, kind: &str, namespace: &str, name: &str
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Bad parameters, or the component's image annotations are invalid"),
         (status = 404, body = Problem, content_type = "application/problem+json", description = "No such component, it links no repository, or the view is switched off"),
     ))]
-async fn images(State(state): State<AppState>, Path((kind, namespace, name)): Path<(String, String, String)>, params: Params) -> Result<Json<ImagesView>, AppError> {
-    let c = component(&state, &kind, &namespace, &name).await?;
+async fn images(State(state): State<AppState>, actor: Actor, Path((kind, namespace, name)): Path<(String, String, String)>, params: Params) -> Result<Json<ImagesView>, AppError> {
+    let c = component(&state, &actor, &kind, &namespace, &name).await?;
     let query = ImageQuery::parse(|k| params.get(k).map(str::to_string)).map_err(|(f, m)| AppError::invalid(f, m))?;
     Ok(Json(view::build(&state.registry, &c.entity_ref, &c.links, &query).await?))
 }
@@ -108,14 +110,16 @@ struct RefreshResponse {
         (status = 202, body = RefreshResponse),
         (status = 429, body = Problem, content_type = "application/problem+json", description = "Refreshed too recently; see Retry-After"),
     ))]
-async fn refresh(State(state): State<AppState>, Path((kind, namespace, name)): Path<(String, String, String)>) -> Result<Response, AppError> {
-    let c = component(&state, &kind, &namespace, &name).await?;
-    let jobs = request_refresh(&state, &c).await?;
+async fn refresh(State(state): State<AppState>, actor: Actor, Path((kind, namespace, name)): Path<(String, String, String)>) -> Result<Response, AppError> {
+    let c = component(&state, &actor, &kind, &namespace, &name).await?;
+    let jobs = request_refresh(&state, &actor, &c).await?;
     Ok((StatusCode::ACCEPTED, Json(RefreshResponse { jobs })).into_response())
 }
 
-/// Asks for a refresh of every repository of `c`; too soon is a 429 with the wait.
-pub async fn request_refresh(state: &AppState, c: &Component) -> Result<Vec<String>, AppError> {
+/// Asks for a refresh of every repository of `c` (signed-in users only; audited); too soon is
+/// a 429 with the wait.
+pub async fn request_refresh(state: &AppState, actor: &Actor, c: &Component) -> Result<Vec<String>, AppError> {
+    authz::require(state, actor, Action::Refresh, &authz::entity_target(state, &c.entity_ref)).await?;
     let keys: Vec<RepoKey> = c.links.repositories.iter().map(|r| r.key.clone()).collect();
     match state.registry.request_refresh(&keys).await? {
         RefreshRequest::Queued(jobs) => Ok(jobs),
@@ -154,9 +158,10 @@ struct FindingsResponse {
     ))]
 async fn findings(
     State(state): State<AppState>,
+    actor: Actor,
     Path((kind, namespace, name, digest)): Path<(String, String, String, String)>,
 ) -> Result<Json<FindingsResponse>, AppError> {
-    let c = component(&state, &kind, &namespace, &name).await?;
+    let c = component(&state, &actor, &kind, &namespace, &name).await?;
     let digest = Digest::parse(&digest).map_err(|e| AppError::invalid("digest", e.to_string()))?;
     let mut found = None;
     for linked in &c.links.repositories {

@@ -93,6 +93,28 @@ impl JobQueue {
         Ok(existing)
     }
 
+    /// Creates or updates the single row of a recurring job: its payload is replaced (so a
+    /// changed setting takes effect), its schedule is kept if it exists.
+    pub async fn schedule_recurring<J: Job>(&self, payload: &J, key: &str, first_run: i64) -> Result<(), StorageError> {
+        let payload = serde_json::to_string(payload).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let now = now_ms();
+        sqlx::query(self.db.sql(
+            "INSERT INTO jobs (id, kind, dedupe_key, payload, state, attempts, run_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $6)
+             ON CONFLICT (dedupe_key) DO UPDATE SET payload = excluded.payload, updated_at = excluded.updated_at",
+        ))
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(J::KIND)
+        .bind(key)
+        .bind(payload)
+        .bind(first_run)
+        .bind(now)
+        .execute(self.db.pool())
+        .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
     /// Makes a deduplicated job due now (e.g. "refresh this location now"), creating it if
     /// needed.
     pub async fn run_now<J: Job>(&self, payload: &J, dedupe_key: &str) -> Result<String, StorageError> {

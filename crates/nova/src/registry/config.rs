@@ -32,9 +32,6 @@ pub struct RegistrySettings {
     /// Where "Provisioned externally" repositories link to request a migration to AWS Service
     /// Catalog (`{repository}` is replaced). Empty: no link.
     pub migration_request_url: String,
-    /// How long the `registry.image-view` switch is cached per process.
-    #[serde(with = "humantime_serde")]
-    pub switch_cache: Duration,
 }
 
 impl Default for RegistrySettings {
@@ -47,7 +44,6 @@ impl Default for RegistrySettings {
             request_timeout: Duration::from_secs(20),
             max_manifest_bytes: 4 * 1024 * 1024,
             migration_request_url: String::new(),
-            switch_cache: Duration::from_secs(5),
         }
     }
 }

@@ -127,6 +127,7 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     };
     config.jobs.poll_interval = Duration::from_millis(50);
     config.catalog.registration_roots = vec![dir.path().to_path_buf()];
+    config.server.data_dir = dir.path().join("data");
     if let Some(f) = opts.configure {
         f(&mut config);
     }

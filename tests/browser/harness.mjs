@@ -1,0 +1,143 @@
+// The browser-test harness: starts the `nova` binary on a free port with its own database and
+// data directory, and Debian's Chromium through playwright-core with a fresh profile.
+//
+//   const nova = await startNova({ config: '[catalog]\nrefresh_interval = "1m"\n', env: {...} });
+//   const browser = await launchBrowser();
+//
+// Later issues add their flows as more *.test.mjs files; startNova's options (extra TOML config,
+// environment, arguments, catalog files) are how they configure Nova.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const outputDir = path.join(repoRoot, 'test-output', 'browser');
+
+/** A catalog file with one deliberately invalid entity, so the errors page has something. */
+export const BROKEN_CATALOG = `apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: broken-service
+  description: Has no owner, which every Component needs.
+spec:
+  type: service
+  lifecycle: production
+`;
+
+/** The nova binary: $NOVA_BIN, else the debug or release build in $CARGO_TARGET_DIR or target/. */
+export function novaBinary() {
+  if (process.env.NOVA_BIN) return process.env.NOVA_BIN;
+  const target = process.env.CARGO_TARGET_DIR || path.join(repoRoot, 'target');
+  for (const profile of ['debug', 'release']) {
+    const candidate = path.join(target, profile, 'nova');
+    if (existsSync(candidate)) return candidate;
+  }
+  throw new Error(`no nova binary in ${target}/{debug,release}; run cargo build or set NOVA_BIN`);
+}
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts `nova serve --demo` on 127.0.0.1 with a fresh SQLite database and data directory, the
+ * example catalog and one broken file (plus `catalogFiles`: {name: yaml}). `config` is TOML
+ * added with --config, `env` extra environment, `args` extra flags. Resolves when /ready is 200.
+ */
+export async function startNova({ config = '', env = {}, args = [], catalogFiles = {} } = {}) {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nova-browser-'));
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const catalogDir = path.join(dir, 'catalog');
+  await mkdir(catalogDir);
+  const files = { 'broken.yaml': BROKEN_CATALOG, ...catalogFiles };
+  for (const [name, text] of Object.entries(files)) await writeFile(path.join(catalogDir, name), text);
+  const flags = ['serve', '--demo', '--listen', `127.0.0.1:${port}`, '--database-url', `sqlite://${dir}/nova.db`,
+    '--catalog', path.join(repoRoot, 'examples/catalog'), '--catalog', catalogDir, ...args];
+  if (config) {
+    await writeFile(path.join(dir, 'nova.toml'), config);
+    flags.push('--config', path.join(dir, 'nova.toml'));
+  }
+  const child = spawn(novaBinary(), flags, {
+    cwd: repoRoot,
+    env: { ...process.env, NOVA_SERVER__DATA_DIR: path.join(dir, 'data'), NOVA_LOG__FORMAT: 'json', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  child.stdout.on('data', (d) => { log += d; });
+  child.stderr.on('data', (d) => { log += d; });
+  let exited = null;
+  child.on('exit', (code) => { exited = code; });
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (exited !== null) throw new Error(`nova exited with ${exited} before it was ready:\n${log}`);
+    try {
+      if ((await fetch(`${base}/ready`)).status === 200) break;
+    } catch { /* not listening yet */ }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`nova was not ready within 60 s:\n${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    base,
+    dir,
+    log: () => log,
+    async stop() {
+      if (exited === null) {
+        const done = new Promise((r) => child.on('exit', r));
+        child.kill('SIGTERM');
+        await done;
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Debian's Chromium, headless, with a fresh profile; answers a playwright BrowserContext. */
+export async function launchBrowser(options = {}) {
+  const profile = await mkdtemp(path.join(tmpdir(), 'nova-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.NOVA_CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+    ...options,
+  });
+  const close = context.close.bind(context);
+  context.close = async () => {
+    await close();
+    await rm(profile, { recursive: true, force: true });
+  };
+  return context;
+}
+
+/**
+ * Wraps a test body: on failure, saves a screenshot of `page()` as test-output/browser/NAME.png
+ * and rethrows.
+ */
+export function withScreenshot(page, name, body) {
+  return async (t) => {
+    try {
+      await body(t);
+    } catch (e) {
+      await mkdir(outputDir, { recursive: true });
+      const file = path.join(outputDir, `${name.replace(/[^a-z0-9-]+/gi, '-')}.png`);
+      await page().screenshot({ path: file, fullPage: true }).catch(() => {});
+      e.message += `\n(screenshot: ${path.relative(repoRoot, file)})`;
+      throw e;
+    }
+  };
+}
