@@ -88,6 +88,8 @@ start_moto() {
   echo "services: moto did not start; see below" >&2
   cat "$SERVICES_DIR/moto.log" >&2
   return 1
+}
+
 # A git server over HTTP (git http-backend behind scripts/lib/git_http_server.py): tests create
 # bare repositories under NOVA_TEST_GIT_HTTP_ROOT and fetch them from NOVA_TEST_GIT_HTTP_URL;
 # those under private/ need user nova-test with password NOVA_TEST_GIT_HTTP_PASSWORD.

@@ -193,7 +193,8 @@ async fn drift_report_api_metric_and_cli() {
     for name in ["svc", "lost", "plain"] {
         settled(&app, &format!("{API}/{name}/images")).await;
     }
-    let report = app.get_json("/api/v1/registry/drift", 200).await;
+    // The background report may predate the refreshes above; ask for one computed now.
+    let report = app.get_json("/api/v1/registry/drift?fresh=true", 200).await;
     let kinds = |report: &Value, repo: &str| -> Vec<String> {
         report["items"].as_array().unwrap().iter().filter(|i| i["repository"].as_str().is_some_and(|r| r.ends_with(repo))).map(|i| i["kind"].as_str().unwrap().to_string()).collect()
     };

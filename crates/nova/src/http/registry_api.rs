@@ -198,10 +198,17 @@ async fn findings(
 }
 
 /// The drift report between registry tags and catalog annotations (the last one computed in
-/// the background; computed now when there is none).
-#[utoipa::path(get, path = "/api/v1/registry/drift", responses((status = 200, body = DriftReport)))]
-async fn drift(State(state): State<AppState>) -> Result<Response, AppError> {
-    if let Some((report, _)) = store::report(&state.db, DRIFT_REPORT).await? {
+/// the background; computed now when there is none, or when `fresh=true`).
+#[utoipa::path(get, path = "/api/v1/registry/drift",
+    params(("fresh" = Option<bool>, Query, description = "Compute the report now from the cached images instead of returning the last one")),
+    responses((status = 200, body = DriftReport)))]
+async fn drift(State(state): State<AppState>, params: Params) -> Result<Response, AppError> {
+    let fresh = match params.get("fresh") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => return Err(AppError::invalid("fresh", format!("must be true or false, got {v:?}"))),
+    };
+    if !fresh && let Some((report, _)) = store::report(&state.db, DRIFT_REPORT).await? {
         return Ok(Json(report).into_response());
     }
     let report = crate::registry::drift::report(&state.registry, &state.registry.link_index(), false).await?;

@@ -14,14 +14,14 @@ use crate::registry::view::{self, ImageQuery};
 
 /// Renders the tab: the filter form, the images, and a notice after a refresh request. A
 /// component without image annotations, or a user for whom the view is switched off, gets the
-/// reason in words.
+/// reason in words; broken annotations answer 400 naming them.
 pub fn images_tab(ctx: TabContext) -> TabFuture {
     Box::pin(async move {
         let (kind, namespace, name) = (ctx.entity.kind(), ctx.entity.namespace(), ctx.entity.name());
         let c = match component(&ctx.state, &ctx.actor, kind, namespace, name).await {
             Ok(c) => c,
-            Err(AppError::Internal(e)) => return Err(PageError(AppError::Internal(e))),
-            Err(e) => return Ok(notice_html("banner error", &e.public_message())),
+            Err(e @ AppError::NotFound(_)) => return Ok(notice_html("banner", &e.public_message())),
+            Err(e) => return Err(e.into()),
         };
         let query = ImageQuery::parse(|k| ctx.params.get(k).map(str::to_string)).map_err(|(field, message)| AppError::invalid(field, message))?;
         let v = view::build(&ctx.state.registry, &c.entity_ref, &c.links, &query).await?;
