@@ -97,7 +97,26 @@ start_moto() {
   CLEANUP+=("kill $!")
   wait_http "http://127.0.0.1:$port/moto-api/" || { echo "services: moto did not start" >&2; cat "$dir/log" >&2; return 1; }
   export NOVA_TEST_MOTO_URL="http://127.0.0.1:$port"
+  # Fake credentials keep the AWS SDK's credential chain from looking for real ones.
+  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
   echo "services: moto on 127.0.0.1:$port"
+}
+
+# CNCF distribution (Debian's docker-registry). Each registry test starts its own registry on
+# a free port with its own storage and auth (anonymous, htpasswd, or tokens from an issuer the
+# test runs), so this only checks the binaries and exports where they are.
+start_registry() {
+  local bin
+  bin=$(command -v docker-registry || true)
+  if [ -z "$bin" ]; then
+    echo "services: docker-registry not installed (apt-get install docker-registry); registry tests will skip" >&2
+    return 0
+  fi
+  if ! command -v htpasswd >/dev/null; then
+    echo "services: htpasswd not installed (apt-get install apache2-utils); basic-auth registry tests will skip" >&2
+  fi
+  export NOVA_TEST_REGISTRY_BIN="$bin"
+  echo "services: docker-registry at $bin ($("$bin" --version 2>/dev/null | head -n 1))"
 }
 
 # A git server over HTTP (git http-backend behind scripts/lib/git_http_server.py): tests create

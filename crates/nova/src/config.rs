@@ -20,6 +20,10 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub log: LogConfig,
     pub secrets: crate::secrets::SecretsConfig,
+    /// `[registry]`: the image view's cache and refresh.
+    pub registry: crate::registry::RegistrySettings,
+    /// `[registries.<name>]`: the registries images are read from.
+    pub registries: std::collections::BTreeMap<String, crate::registry::RegistryDef>,
     pub audit: AuditConfig,
 }
 
@@ -33,6 +37,8 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             log: LogConfig::default(),
             secrets: crate::secrets::SecretsConfig::default(),
+            registry: Default::default(),
+            registries: Default::default(),
             audit: AuditConfig::default(),
         }
     }
@@ -494,6 +500,7 @@ impl Config {
             return invalid("database.url", "must start with sqlite:// or postgres://");
         }
         self.secrets.validate().map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        crate::registry::config::validate(&self.registry, &self.registries).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The binary (`src/main.rs`) is a thin shell over this library. Start reading at
 //! [`cli`] (the subcommands), then [`app`] (how the server is assembled); each capability is a
-//! module: [`catalog`], [`auth`], [`jobs`], [`storage`], [`secrets`], [`http`] (the JSON API) and
+//! module: [`catalog`], [`registry`], [`auth`], [`jobs`], [`storage`], [`secrets`], [`http`] (the JSON API) and
 //! [`web`] (the console); child processes start through [`process`]. docs/ARCHITECTURE.md has the map.
 
 pub mod app;
@@ -17,6 +17,7 @@ pub mod http;
 pub mod jobs;
 pub mod process;
 pub mod secrets;
+pub mod registry;
 pub mod storage;
 pub mod telemetry;
 pub mod web;

@@ -3,6 +3,7 @@
 mod audit;
 mod catalog;
 mod credentials;
+mod registry;
 mod flags;
 mod hydrate;
 mod serve;
@@ -45,6 +46,9 @@ enum Command {
     /// Render a configuration template strictly from the environment, env files and the
     /// secret store (docs/HYDRATE.md).
     Hydrate(hydrate::HydrateCommand),
+    /// Registry insight: the drift report, registry checks (docs/REGISTRY.md).
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
 }
 
 #[derive(Subcommand)]
@@ -71,6 +75,7 @@ pub fn main() -> ExitCode {
         Command::Credentials(cmd) => credentials::run(cmd),
         Command::Policy(PolicyCommand::Check(args)) => nova_policy::run_policy_check(args),
         Command::Hydrate(cmd) => hydrate::run(cmd),
+        Command::Registry(cmd) => registry::run(cmd),
     }
 }
 

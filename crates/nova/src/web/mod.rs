@@ -15,6 +15,7 @@
 pub mod catalog;
 pub mod credentials;
 pub mod entity;
+pub mod images;
 pub mod org;
 pub mod session;
 pub mod status;
@@ -39,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/catalog", get(catalog::list))
         .route("/catalog/{namespace}/{kind}/{name}", get(entity::overview))
         .route("/catalog/{namespace}/{kind}/{name}/{tab}", get(entity::tab))
+        .route("/catalog/{namespace}/component/{name}/images/refresh", post(images::refresh))
         .route("/catalog-errors", get(status::errors))
         .route("/locations", get(status::locations))
         .route("/teams/{team}/credentials", get(credentials::show).post(credentials::submit))
