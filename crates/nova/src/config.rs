@@ -3,6 +3,7 @@
 //! Every setting has a default, so no file is required. Unknown keys are an error naming the
 //! key. Every setting is documented in docs/CONFIG.md; keep the two in step.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +21,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub log: LogConfig,
     pub audit: AuditConfig,
+    /// `[build_backends.<name>]`: remote build backends (Jenkins, GitHub Actions), by name.
+    pub build_backends: BTreeMap<String, crate::builds::backend::BuildBackendConfig>,
 }
 
 impl Default for Config {
@@ -32,6 +35,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             log: LogConfig::default(),
             audit: AuditConfig::default(),
+            build_backends: BTreeMap::new(),
         }
     }
 }
@@ -399,6 +403,9 @@ impl Config {
         }
         if self.catalog.refresh_interval < Duration::from_secs(1) {
             return invalid("catalog.refresh_interval", "must be at least 1s");
+        }
+        for (name, backend) in &self.build_backends {
+            backend.validate(name).map_err(|message| ConfigError::Invalid { key: format!("build_backends.{name}"), message })?;
         }
         if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres:") || self.database.url.starts_with("postgresql:")) {
             return invalid("database.url", "must start with sqlite:// or postgres://");

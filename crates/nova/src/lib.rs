@@ -7,10 +7,12 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod builds;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod flags;
+pub mod health;
 pub mod http;
 pub mod jobs;
 pub mod storage;
