@@ -56,8 +56,9 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
 impl App {
     /// Connects and migrates the database and opens the catalog (serving what was last read).
     pub async fn build(config: Config, locations: Vec<LocationSpec>) -> anyhow::Result<Self> {
-        let auth = Auth::from_config(&config)?;
         let db = open_database(&config).await?;
+        let auth = Auth::from_config(&config, db.clone())?;
+        auth.sync().await.context("cannot load signed-out sessions")?;
         let audit = AuditLog::new(db.clone(), config.audit.log_events);
         let flags = Arc::new(Flags::open(db.clone(), flags::BUILTIN).await.context("cannot load feature flags")?);
         let jobs = JobQueue::new(db.clone(), config.jobs.clone());
@@ -93,7 +94,7 @@ impl App {
             }
         });
         let jobs = tokio::spawn(runner.run(shutdown.clone()));
-        let (catalog, flags) = (state.catalog.clone(), state.flags.clone());
+        let replica_state = state.clone();
         let sync_shutdown = shutdown.clone();
         let sync = tokio::spawn(async move {
             loop {
@@ -101,11 +102,15 @@ impl App {
                     _ = sync_shutdown.cancelled() => return,
                     _ = tokio::time::sleep(SYNC_INTERVAL) => {}
                 }
-                if let Err(e) = catalog.sync().await {
+                let s = &replica_state;
+                if let Err(e) = s.catalog.sync().await {
                     tracing::warn!(error = %e, "catalog sync with the database failed; retrying");
                 }
-                if let Err(e) = flags.sync().await {
+                if let Err(e) = s.flags.sync().await {
                     tracing::warn!(error = %e, "feature flag sync with the database failed; retrying");
+                }
+                if let Err(e) = s.auth.sync().await {
+                    tracing::warn!(error = %e, "signed-out session sync with the database failed; retrying");
                 }
             }
         });

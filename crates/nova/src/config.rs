@@ -97,12 +97,100 @@ pub struct AuthConfig {
     pub dev_sign_in: bool,
     /// Allow development sign-in when listening on a non-loopback address.
     pub dev_sign_in_allow_remote: bool,
+    /// Whether people who are not signed in may read the catalog and image lists. Default: on
+    /// when no identity provider (OIDC or proxy headers) is configured, off otherwise.
+    pub anonymous_read: Option<bool>,
+    /// The platform-admin group (`group:default/platform`): its members (and its sub-teams'
+    /// members) may do everything, including managing flags and reading the whole audit log.
+    pub admin_group: Option<String>,
+    /// OpenID Connect sign-in.
+    pub oidc: Option<OidcConfig>,
+    /// Identity from a trusted authenticating reverse proxy (oauth2-proxy and the like).
+    pub proxy: Option<ProxyConfig>,
+    /// Longest lifetime of a personal API token; tokens asked for longer are refused.
+    #[serde(with = "humantime_serde")]
+    pub max_token_ttl: Option<Duration>,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { session_key: None, session_ttl: Duration::from_secs(12 * 3600), secure_cookie: false, dev_sign_in: false, dev_sign_in_allow_remote: false }
+        Self {
+            session_key: None,
+            session_ttl: Duration::from_secs(12 * 3600),
+            secure_cookie: false,
+            dev_sign_in: false,
+            dev_sign_in_allow_remote: false,
+            anonymous_read: None,
+            admin_group: None,
+            oidc: None,
+            proxy: None,
+            max_token_ttl: None,
+        }
     }
+}
+
+/// `[auth.oidc]`: OpenID Connect sign-in (authorization code flow with PKCE).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The issuer URL; `/.well-known/openid-configuration` is read from it.
+    pub issuer: String,
+    pub client_id: String,
+    /// The client secret, by reference (`{ env = "..." }` or `{ file = "..." }`). Omit for a
+    /// public client.
+    pub client_secret: Option<SecretRef>,
+    /// This Nova's callback URL as registered with the provider, ending in `/auth/oidc/callback`.
+    pub redirect_url: String,
+    /// Scopes asked for.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID-token claim holding the user's catalog name.
+    #[serde(default = "default_username_claim")]
+    pub username_claim: String,
+    /// The claim holding the e-mail address; when set, a catalog User whose
+    /// `spec.profile.email` matches is preferred over the name.
+    #[serde(default = "default_email_claim")]
+    pub email_claim: Option<String>,
+    /// The catalog namespace users are looked up in.
+    #[serde(default = "default_namespace")]
+    pub user_namespace: String,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["openid".into(), "profile".into(), "email".into()]
+}
+
+fn default_username_claim() -> String {
+    "preferred_username".into()
+}
+
+fn default_email_claim() -> Option<String> {
+    Some("email".into())
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+
+/// `[auth.proxy]`: identity headers set by an authenticating reverse proxy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Addresses the proxy connects from (`10.0.0.5`, `10.0.0.0/24`); the headers are refused,
+    /// and the request answered 401, from anywhere else.
+    pub trusted_proxies: Vec<String>,
+    /// The header naming the user (a catalog User name or reference).
+    #[serde(default = "default_user_header")]
+    pub user_header: String,
+    /// The header with the user's e-mail, matched against `spec.profile.email`.
+    pub email_header: Option<String>,
+    /// The catalog namespace users are looked up in.
+    #[serde(default = "default_namespace")]
+    pub user_namespace: String,
+}
+
+fn default_user_header() -> String {
+    "x-forwarded-user".into()
 }
 
 /// `[database]`: SQLite (default) or PostgreSQL.

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod authz;
 pub mod builds;
 pub mod catalog;
 pub mod cli;

@@ -9,6 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use nova_domain::{EntityRef, Sensitive};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -18,17 +19,37 @@ pub const COOKIE: &str = "nova_session";
 pub const MIN_KEY_BYTES: usize = 32;
 const VERSION: &str = "v1";
 
-/// How a session was started. Later sign-in methods (OIDC, ...) add variants.
+/// How the caller proved who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SignInMethod {
     /// Development sign-in: picked from the catalog's users, no password (demo only).
     Dev,
+    /// OpenID Connect sign-in.
+    Oidc,
+    /// Headers from a trusted authenticating proxy (per request; no session).
+    Proxy,
+    /// A personal API token (per request; no session).
+    Token,
+}
+
+impl SignInMethod {
+    /// How people call it.
+    pub fn label(self) -> &'static str {
+        match self {
+            SignInMethod::Dev => "development sign-in",
+            SignInMethod::Oidc => "single sign-on",
+            SignInMethod::Proxy => "proxy",
+            SignInMethod::Token => "API token",
+        }
+    }
 }
 
 /// A signed-in session: the user's catalog reference and its validity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
+    /// A random id, so that signing out can revoke this session before it expires.
+    pub sid: String,
     pub user: EntityRef,
     pub method: SignInMethod,
     /// Unix milliseconds.
@@ -39,10 +60,21 @@ pub struct Session {
 
 #[derive(Serialize, Deserialize)]
 struct Payload {
+    sid: String,
     sub: String,
     via: SignInMethod,
     iat: i64,
     exp: i64,
+}
+
+/// A value sealed into a cookie: what it is for (so a value sealed for one purpose is never
+/// accepted for another) and when it expires.
+#[derive(Serialize, Deserialize)]
+struct Sealed<T> {
+    #[serde(rename = "for")]
+    purpose: String,
+    exp: i64,
+    value: T,
 }
 
 /// The key that signs session cookies.
@@ -97,29 +129,38 @@ impl SessionKey {
         mac
     }
 
-    /// The cookie value for `session`.
-    pub fn seal(&self, session: &Session) -> String {
-        let payload = Payload { sub: session.user.to_string(), via: session.method, iat: session.issued_at, exp: session.expires_at };
-        let body = format!("{VERSION}.{}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).expect("payload serializes")));
+    /// Signs `value` for `purpose`, valid until `expires_at` (Unix ms): `v1.<payload>.<mac>`.
+    pub fn seal_value<T: Serialize>(&self, purpose: &str, expires_at: i64, value: &T) -> String {
+        let sealed = Sealed { purpose: purpose.to_string(), exp: expires_at, value };
+        let body = format!("{VERSION}.{}", URL_SAFE_NO_PAD.encode(serde_json::to_vec(&sealed).expect("sealed values serialize")));
         let tag = URL_SAFE_NO_PAD.encode(self.mac(&body).finalize().into_bytes());
         format!("{body}.{tag}")
     }
 
-    /// The session in a cookie value, if its signature is valid and it has not expired at `now`.
-    pub fn open(&self, value: &str, now: i64) -> Option<Session> {
-        let (body, tag) = value.rsplit_once('.')?;
+    /// The value sealed for `purpose`, if the signature is valid and it has not expired at `now`.
+    pub fn open_value<T: DeserializeOwned>(&self, purpose: &str, sealed: &str, now: i64) -> Option<T> {
+        let (body, tag) = sealed.rsplit_once('.')?;
         let (version, payload) = body.split_once('.')?;
         if version != VERSION {
             return None;
         }
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
         self.mac(body).verify_slice(&tag).ok()?;
-        let payload: Payload = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-        if payload.exp <= now {
-            return None;
-        }
+        let sealed: Sealed<T> = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+        (sealed.purpose == purpose && sealed.exp > now).then_some(sealed.value)
+    }
+
+    /// The cookie value for `session`.
+    pub fn seal(&self, session: &Session) -> String {
+        let payload = Payload { sid: session.sid.clone(), sub: session.user.to_string(), via: session.method, iat: session.issued_at, exp: session.expires_at };
+        self.seal_value("session", session.expires_at, &payload)
+    }
+
+    /// The session in a cookie value, if its signature is valid and it has not expired at `now`.
+    pub fn open(&self, value: &str, now: i64) -> Option<Session> {
+        let payload: Payload = self.open_value("session", value, now)?;
         let user = EntityRef::parse(&payload.sub).ok()?;
-        Some(Session { user, method: payload.via, issued_at: payload.iat, expires_at: payload.exp })
+        Some(Session { sid: payload.sid, user, method: payload.via, issued_at: payload.iat, expires_at: payload.exp })
     }
 }
 
@@ -156,7 +197,7 @@ mod tests {
     #[test]
     fn sealed_sessions_open_only_with_the_key_and_before_expiry() {
         let k = key("0123456789abcdef0123456789abcdef");
-        let s = Session { user: EntityRef::parse("user:default/ana.lima").unwrap(), method: SignInMethod::Dev, issued_at: 1000, expires_at: 5000 };
+        let s = Session { sid: "s1".into(), user: EntityRef::parse("user:default/ana.lima").unwrap(), method: SignInMethod::Dev, issued_at: 1000, expires_at: 5000 };
         let v = k.seal(&s);
         assert_eq!(k.open(&v, 2000), Some(s.clone()));
         assert_eq!(k.open(&v, 5000), None, "expired");
@@ -164,11 +205,14 @@ mod tests {
         // Changing the payload (another user, a later expiry) breaks the signature.
         let (_, rest) = v.split_once('.').unwrap();
         let (_, tag) = rest.rsplit_once('.').unwrap();
-        let forged = serde_json::json!({"sub": "user:default/admin", "via": "dev", "iat": 1000, "exp": 9_999_999});
+        let forged = serde_json::json!({"for": "session", "exp": 9_999_999, "value": {"sid": "s1", "sub": "user:default/admin", "via": "dev", "iat": 1000, "exp": 9_999_999}});
         let forged = format!("v1.{}.{tag}", URL_SAFE_NO_PAD.encode(forged.to_string()));
         assert_eq!(k.open(&forged, 2000), None);
         assert_eq!(k.open("garbage", 2000), None);
         assert!(SessionKey::from_secret(&Sensitive::new("short".into())).is_err());
+        // A value sealed for another purpose is not a session.
+        let other = k.seal_value("oidc-login", 5000, &serde_json::json!({"sid": "s1", "sub": "user:default/ana.lima", "via": "dev", "iat": 1, "exp": 5000}));
+        assert_eq!(k.open(&other, 2000), None);
     }
 
     #[test]
@@ -179,7 +223,7 @@ mod tests {
         let a = SessionKey::load_or_create(&path).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let b = SessionKey::load_or_create(&path).unwrap();
-        let s = Session { user: EntityRef::parse("user:default/x").unwrap(), method: SignInMethod::Dev, issued_at: 0, expires_at: 10 };
+        let s = Session { sid: "s2".into(), user: EntityRef::parse("user:default/x").unwrap(), method: SignInMethod::Dev, issued_at: 0, expires_at: 10 };
         assert!(b.open(&a.seal(&s), 1).is_some());
         assert!(!format!("{a:?}").contains(&std::fs::read_to_string(&path).unwrap()));
     }

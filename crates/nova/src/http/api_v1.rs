@@ -11,6 +11,9 @@ use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
 use super::error::Problem;
+use crate::audit::Outcome;
+use crate::auth::Actor;
+use crate::authz::{self, Action, Target};
 use super::{AppError, AppState};
 use crate::catalog::{CatalogError, StoredLocation};
 use crate::config::OwnershipMode;
@@ -27,8 +30,14 @@ pub fn routes() -> Router<AppState> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Nova API", description = "Nova's own API. The Backstage-compatible catalog API lives under /api/catalog and follows Backstage's documentation."),
-    paths(catalog_errors, catalog_locations, refresh_location, user_claims),
-    components(schemas(ErrorsResponse, ErrorItem, LocationItem, ClaimsResponse, Problem))
+    paths(
+        catalog_errors, catalog_locations, refresh_location, user_claims,
+        super::tokens_api::list, super::tokens_api::create, super::tokens_api::revoke,
+        super::flags_api::list, super::flags_api::one, super::flags_api::create, super::flags_api::change, super::flags_api::evaluation,
+        super::audit_api::query, super::audit_api::verify,
+    ),
+    components(schemas(ErrorsResponse, ErrorItem, LocationItem, ClaimsResponse, Problem,
+        crate::auth::tokens::TokenInfo, super::tokens_api::NewToken, crate::flags::Flag, crate::flags::Rollout, super::flags_api::NewFlag, crate::audit::StoredEvent))
 )]
 struct ApiDoc;
 
@@ -119,11 +128,13 @@ async fn catalog_locations(State(state): State<AppState>) -> Result<Json<Vec<Loc
 #[utoipa::path(post, path = "/api/v1/catalog/locations/{id}/refresh",
     params(("id" = String, Path, description = "Location id")),
     responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
-async fn refresh_location(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, AppError> {
+async fn refresh_location(State(state): State<AppState>, actor: Actor, Path(id): Path<String>) -> Result<StatusCode, AppError> {
+    authz::require(&state, &actor, Action::Refresh, &Target::Platform).await?;
     if !state.catalog.locations().await?.iter().any(|l| l.id == id) {
         return Err(AppError::NotFound(format!("location {id} does not exist")));
     }
     state.catalog.refresh(&id).await?;
+    authz::record(&state, &actor, "catalog.location.refresh", format!("location:{id}"), Outcome::Success, serde_json::json!({})).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

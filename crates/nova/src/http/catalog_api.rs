@@ -15,6 +15,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::params::Params;
+use crate::audit::Outcome;
+use crate::auth::Actor;
+use crate::authz::{self, Action, Target};
 use super::{AppError, AppState, BackstageError};
 use crate::catalog::query::{Cursor, Filter, OrderField, QuerySpec, facet, parse_fields, project};
 use crate::catalog::snapshot::EntityRecord;
@@ -226,13 +229,23 @@ struct NewLocation {
 }
 
 /// `POST /locations[?dryRun=true]`: registers and reads the location in the same request.
-async fn add_location(State(state): State<AppState>, params: Params, body: Bytes) -> Result<Response> {
+async fn add_location(State(state): State<AppState>, actor: Actor, params: Params, body: Bytes) -> Result<Response> {
+    authz::require(&state, &actor, Action::ManageLocations, &Target::Platform).await?;
     let req: NewLocation =
         serde_json::from_slice(&body).map_err(|e| AppError::invalid("body", format!("must be {{\"type\": ..., \"target\": ...}}: {e}")))?;
     let dry_run = params.get("dryRun").is_some_and(|v| v == "true");
     let spec = state.catalog.parse_location(&req.kind, &req.target)?;
     state.catalog.check_registrable(&spec)?;
-    let registered = state.catalog.register(spec, dry_run).await?;
+    let result = state.catalog.register(spec.clone(), dry_run).await;
+    if !dry_run {
+        let (outcome, error) = match &result {
+            Ok(_) => (Outcome::Success, None),
+            Err(e) => (Outcome::Failure, Some(e.to_string())),
+        };
+        let details = json!({ "type": spec.kind.as_str(), "target": spec.target, "error": error });
+        authz::record(&state, &actor, "catalog.location.register", spec.display(), outcome, details).await?;
+    }
+    let registered = result?;
     let mut body = json!({
         "location": location_json(&registered.location),
         "entities": registered.entities,
@@ -249,7 +262,11 @@ async fn add_location(State(state): State<AppState>, params: Params, body: Bytes
 }
 
 /// `DELETE /locations/{id}`.
-async fn delete_location(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode> {
-    state.catalog.unregister(&id).await?;
+async fn delete_location(State(state): State<AppState>, actor: Actor, Path(id): Path<String>) -> Result<StatusCode> {
+    authz::require(&state, &actor, Action::ManageLocations, &Target::Platform).await?;
+    let result = state.catalog.unregister(&id).await;
+    let outcome = if result.is_ok() { Outcome::Success } else { Outcome::Failure };
+    authz::record(&state, &actor, "catalog.location.delete", format!("location:{id}"), outcome, json!({})).await?;
+    result?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,10 +5,14 @@
 //! live in [`crate::web`].
 
 pub mod api_v1;
+pub mod audit_api;
 pub mod catalog_api;
 pub mod error;
+pub mod flags_api;
+pub mod ofrep;
 pub mod ops;
 pub mod params;
+pub mod tokens_api;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -68,8 +72,10 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::web::routes())
         .merge(ops::routes())
         .nest("/api/catalog", catalog_api::routes())
-        .nest("/api/v1", api_v1::routes())
+        .nest("/api/v1", api_v1::routes().merge(tokens_api::routes()).merge(flags_api::routes()).merge(audit_api::routes()))
+        .nest("/ofrep", ofrep::routes())
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), read_gate))
         .layer(middleware::from_fn(request_context))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(RequestBodyLimitLayer::new(max_body))
@@ -81,6 +87,37 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
         ))
         .with_state(state)
+}
+
+/// Paths anyone may fetch even when anonymous reads are off: probes, assets, and the ways in.
+fn open_path(path: &str) -> bool {
+    matches!(path, "/health" | "/ready" | "/metrics" | "/sign-in" | "/api/v1/openapi.json")
+        || ["/static/", "/auth/", "/ofrep/"].iter().any(|p| path.starts_with(p))
+}
+
+/// When `auth.anonymous_read` is off, reads need a signed-in caller: the API answers 401, the
+/// console sends the browser to the sign-in page. (Writes are decided by each handler.)
+async fn read_gate(axum::extract::State(state): axum::extract::State<AppState>, mut req: Request, next: Next) -> Response {
+    use axum::response::IntoResponse;
+    if state.auth.anonymous_read || open_path(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let remote = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    match crate::auth::actor_of(&state, req.headers(), remote).await {
+        Err(e) => e.into_response(),
+        Ok(crate::auth::Actor::Anonymous) if req.uri().path().starts_with("/api/") => {
+            AppError::Unauthorized("Sign in, or send an API token (Authorization: Bearer nova_...).".into()).into_response()
+        }
+        Ok(crate::auth::Actor::Anonymous) => {
+            let next_path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let target = format!("/sign-in?next={}", url::form_urlencoded::byte_serialize(next_path.as_bytes()).collect::<String>());
+            (axum::http::StatusCode::SEE_OTHER, [(header::LOCATION, target)]).into_response()
+        }
+        Ok(actor) => {
+            req.extensions_mut().insert(actor);
+            next.run(req).await
+        }
+    }
 }
 
 async fn not_found(req: Request) -> AppError {

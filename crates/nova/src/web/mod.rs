@@ -41,6 +41,8 @@ pub fn routes() -> Router<AppState> {
         .route("/locations", get(status::locations))
         .route("/sign-in", get(session::page).post(session::sign_in))
         .route("/sign-out", post(session::sign_out))
+        .route("/auth/oidc/start", get(session::oidc_start))
+        .route("/auth/oidc/callback", get(session::oidc_callback))
         .route("/static/{file}", get(static_file))
         .layer(middleware::from_fn(same_origin_forms))
 }
