@@ -61,9 +61,13 @@ struct Setup {
 }
 
 async fn setup(backend: Backend) -> Setup {
+    setup_with(backend, CATALOG.to_string(), None).await
+}
+
+async fn setup_with(backend: Backend, catalog: String, configure: Option<Box<dyn FnOnce(&mut nova::config::Config) + Send>>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let file = write_file(dir.path(), "catalog.yaml", CATALOG);
-    let app = spawn_app_with(backend, Options { locations: vec![file.display().to_string()], dir: Some(dir), ..Default::default() }).await;
+    let file = write_file(dir.path(), "catalog.yaml", &catalog);
+    let app = spawn_app_with(backend, Options { locations: vec![file.display().to_string()], dir: Some(dir), configure, ..Default::default() }).await;
     let token = |name: &str| {
         let state = app.state.clone();
         let user = EntityRef::parse(&format!("user:default/{name}")).unwrap();
@@ -184,6 +188,7 @@ async fn only_owners_build_and_cancel(backend: Backend) {
     let body = json!({ "gitRef": "main", "dockerfile": "Dockerfile", "tag": "v1" });
     let (status, problem) = post(&s, &s.bob, "svc", &body, None).await;
     assert_eq!(status, 403, "{problem}");
+    assert!(s.app.state.jobs.counts().await.unwrap().iter().all(|(kind, _, _)| kind != "build.run"), "a refused build starts nothing");
     let anonymous = s.app.client.post(s.app.url("/api/v1/components/svc/builds")).json(&body).send().await.unwrap();
     assert!(matches!(anonymous.status().as_u16(), 401 | 403));
     assert_eq!(audit(&s, "authz.deny.build").await.len(), 2);
@@ -204,4 +209,105 @@ async fn only_owners_build_and_cancel(backend: Backend) {
     assert_eq!(s.app.get("/api/v1/builds/no-such-build").await.status(), 404);
 }
 
+}
+
+/// A CNCF registry on a free port, stopped when dropped.
+struct Registry {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn on_path(exe: &str) -> Option<String> {
+    std::process::Command::new("sh").args(["-c", &format!("command -v {exe}")]).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+async fn start_registry(exe: &str) -> Registry {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = write_file(dir.path(), "config.yml", &format!("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n", dir.path().join("data").display()));
+    let child = std::process::Command::new(exe).arg("serve").arg(&config).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("start docker-registry");
+    for _ in 0..100 {
+        if reqwest::get(format!("http://{addr}/v2/")).await.is_ok_and(|r| r.status() == 200) {
+            return Registry { child, addr, _dir: dir };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("docker-registry did not start on {addr}");
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let ok = std::process::Command::new("git").arg("-C").arg(dir).args(["-c", "user.name=t", "-c", "user.email=t@example.com"]).args(args).status().unwrap().success();
+    assert!(ok, "git {args:?}");
+}
+
+async fn wait_final(s: &Setup, id: &str) -> Value {
+    for _ in 0..1200 {
+        let b = s.app.get_json(&format!("/api/v1/builds/{id}"), 200).await;
+        if !matches!(b["state"].as_str(), Some("requested" | "queued" | "running")) {
+            return b;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("build {id} did not finish");
+}
+
+/// End to end: a git repository, buildah with vfs storage and chroot isolation, a real registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_local_runner_builds_and_pushes_a_real_image() {
+    let (Some(_), Some(registry_exe), Some(_)) = (
+        require("buildah", on_path("buildah"), "apt-get install buildah"),
+        require("docker-registry", on_path("docker-registry"), "apt-get install docker-registry"),
+        require("git", on_path("git"), "apt-get install git"),
+    ) else {
+        return;
+    };
+    let registry = start_registry(&registry_exe).await;
+    let repo = tempfile::tempdir().unwrap();
+    write_file(repo.path(), "images/app/Dockerfile", "FROM scratch\nARG GREETING\nCOPY hello.txt /hello.txt\n");
+    write_file(repo.path(), "images/app/hello.txt", "hello from nova\n");
+    write_file(repo.path(), "README", "not part of the image\n");
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "app"]);
+    let catalog = CATALOG
+        .replace("https://git.example.com/team-a/svc.git", &repo.path().display().to_string())
+        .replace("registry.example.com/team-a/svc", &format!("{}/team-a/svc", registry.addr));
+    let insecure = registry.addr.clone();
+    let s = setup_with(Backend::Sqlite, catalog, Some(Box::new(move |c: &mut nova::config::Config| c.builds.insecure_registries = vec![insecure]))).await;
+
+    let body = json!({ "gitRef": "main", "dockerfile": "images/app/Dockerfile", "tag": "v1", "buildArgs": [{ "name": "GREETING", "value": "hi" }] });
+    let (status, build) = post(&s, &s.alice, "svc", &body, None).await;
+    assert_eq!(status, 201, "{build}");
+    let done = wait_final(&s, build["id"].as_str().unwrap()).await;
+    let log = s.app.get(&format!("/api/v1/builds/{}/log", build["id"].as_str().unwrap())).await.text().await.unwrap();
+    assert_eq!(done["state"], "succeeded", "{done}\n{log}");
+    let digest = done["digest"].as_str().unwrap();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    assert!(log.contains("[nova] git clone") && log.contains("[nova] pushed"), "{log}");
+
+    let manifest = reqwest::Client::new()
+        .get(format!("http://{}/v2/team-a/svc/manifests/svc-v1", registry.addr))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(manifest.status(), 200);
+    assert_eq!(manifest.headers()["docker-content-digest"].to_str().unwrap(), digest, "the registry holds the digest Nova recorded");
+
+    let (_, missing) = post(&s, &s.alice, "svc", &json!({ "gitRef": "main", "dockerfile": "images/none/Dockerfile", "tag": "v2" }), None).await;
+    let failed = wait_final(&s, missing["id"].as_str().unwrap()).await;
+    assert_eq!(failed["state"], "failed");
+    assert!(failed["reason"].as_str().unwrap().contains("dockerfile images/none/Dockerfile"), "{failed}");
+    let (_, no_ref) = post(&s, &s.alice, "svc", &json!({ "gitRef": "no-such-branch", "dockerfile": "images/app/Dockerfile", "tag": "v3" }), None).await;
+    let failed = wait_final(&s, no_ref["id"].as_str().unwrap()).await;
+    assert!(failed["reason"].as_str().unwrap().contains("names no branch"), "{failed}");
 }

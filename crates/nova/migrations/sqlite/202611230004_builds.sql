@@ -19,6 +19,12 @@ CREATE TABLE builds (
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
     finished_at BIGINT,
+    -- Why the build failed, in a sentence (failed, timed_out and lost builds).
+    reason TEXT,
+    -- The pushed image's digest (succeeded builds).
+    digest TEXT,
+    -- The build's output, bounded by the runner; truncation is marked in the text.
+    log TEXT NOT NULL DEFAULT '',
     UNIQUE (requested_by, idempotency_key)
 );
 CREATE INDEX builds_component ON builds (component_ref, created_at);

@@ -39,6 +39,10 @@ pub struct Build {
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
+    /// Why it failed, for builds that did not succeed.
+    pub reason: Option<String>,
+    /// The pushed image's digest, for succeeded builds.
+    pub digest: Option<String>,
 }
 
 /// A build to record; the store adds the id, state and times.
@@ -61,7 +65,7 @@ pub struct NewBuild {
 macro_rules! select_builds {
     ($rest:literal) => {
         concat!(
-            "SELECT id, component_ref, requested_by, pipeline, git_url, git_ref, dockerfile, context, image, tag, build_args, state, created_at, updated_at, finished_at FROM builds ",
+            "SELECT id, component_ref, requested_by, pipeline, git_url, git_ref, dockerfile, context, image, tag, build_args, state, created_at, updated_at, finished_at, reason, digest FROM builds ",
             $rest
         )
     };
@@ -137,6 +141,64 @@ impl BuildStore {
         rows.iter().map(from_row).collect()
     }
 
+    /// Marks a build `running` unless it has finished; answers the build when it is to run.
+    /// A build found `running` was being run by a process that died: it is run again, its
+    /// earlier output marked as such.
+    pub async fn start_running(&self, id: &str) -> Result<Option<Build>, StorageError> {
+        let n = sqlx::query(self.db.sql(
+            "UPDATE builds SET log = CASE WHEN state = 'running' THEN log || '\n[nova: the process running this build stopped; running it again]\n' ELSE log END,
+                    state = 'running', updated_at = $1
+             WHERE id = $2 AND state IN ('requested', 'queued', 'running')",
+        ))
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(None);
+        }
+        self.get(id).await
+    }
+
+    /// Appends output to a build's log.
+    pub async fn append_log(&self, id: &str, text: &str) -> Result<(), StorageError> {
+        sqlx::query(self.db.sql("UPDATE builds SET log = log || $1, updated_at = $2 WHERE id = $3")).bind(text).bind(now_ms()).bind(id).execute(self.db.pool()).await?;
+        Ok(())
+    }
+
+    /// A build's log from byte `offset` (clamped to a character boundary), and the log's
+    /// total length in bytes; `None` for an unknown build.
+    pub async fn log(&self, id: &str, offset: usize) -> Result<Option<(String, usize)>, StorageError> {
+        let row = sqlx::query(self.db.sql("SELECT log FROM builds WHERE id = $1")).bind(id).fetch_optional(self.db.pool()).await?;
+        let Some(row) = row else { return Ok(None) };
+        let log: String = row.try_get("log")?;
+        let mut start = offset.min(log.len());
+        while !log.is_char_boundary(start) {
+            start += 1;
+        }
+        Ok(Some((log[start..].to_string(), log.len())))
+    }
+
+    /// Ends a build that has not finished in `state` (`succeeded`, `failed`, `timed_out` or
+    /// `lost`); `false` when it had already finished (e.g. it was cancelled meanwhile).
+    pub async fn finish(&self, id: &str, state: &str, reason: Option<&str>, digest: Option<&str>) -> Result<bool, StorageError> {
+        let now = now_ms();
+        let n = sqlx::query(self.db.sql(
+            "UPDATE builds SET state = $1, reason = $2, digest = $3, updated_at = $4, finished_at = $4
+             WHERE id = $5 AND state NOT IN ('succeeded', 'failed', 'cancelled', 'timed_out', 'lost')",
+        ))
+        .bind(state)
+        .bind(reason)
+        .bind(digest)
+        .bind(now)
+        .bind(id)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
     /// Moves a build that has not finished to `cancelled`; `false` when it had already finished.
     pub async fn cancel(&self, id: &str) -> Result<bool, StorageError> {
         let now = now_ms();
@@ -171,5 +233,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Build, StorageError> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         finished_at: r.try_get("finished_at")?,
+        reason: r.try_get("reason")?,
+        digest: r.try_get("digest")?,
     })
 }

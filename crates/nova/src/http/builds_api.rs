@@ -18,6 +18,8 @@ use super::{AppError, AppState};
 use crate::audit::Outcome;
 use crate::auth::Actor;
 use crate::authz::{self, Action};
+use crate::builds::local::RunBuild;
+use crate::storage::now_ms;
 use crate::builds::store::{Build, BuildStore, NewBuild, StoredBuildArg};
 
 pub fn routes() -> Router<AppState> {
@@ -25,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/components/{component}/builds", get(list).post(request))
         .route("/builds/{id}", get(one))
         .route("/builds/{id}/cancel", post(cancel))
+        .route("/builds/{id}/log", get(log))
 }
 
 /// The most build arguments one build may have.
@@ -55,6 +58,12 @@ pub struct BuildRequest {
 pub struct BuildArgInput {
     pub name: String,
     pub value: String,
+}
+
+/// `?offset=` for a build's log.
+#[derive(Debug, Deserialize)]
+struct LogQuery {
+    offset: Option<usize>,
 }
 
 /// `?limit=` for build history.
@@ -203,6 +212,9 @@ async fn request(State(state): State<AppState>, actor: Actor, Path(raw): Path<St
     let details = json!({ "build": build.id, "idempotencyKey": key, "pipeline": build.pipeline, "gitUrl": build.git_url, "gitRef": build.git_ref,
         "dockerfile": build.dockerfile, "context": build.context, "image": build.image, "tag": build.tag, "buildArgs": build.build_args });
     authz::record(&state, &actor, "build.request", entity.to_string(), Outcome::Success, details).await?;
+    if build.pipeline == "local" {
+        state.jobs.enqueue(&RunBuild { build_id: build.id.clone() }, Some(&format!("build.run:{}", build.id)), now_ms()).await?;
+    }
     Ok((StatusCode::CREATED, Json(build)))
 }
 
@@ -242,4 +254,13 @@ async fn cancel(State(state): State<AppState>, actor: Actor, Path(id): Path<Stri
     }
     authz::record(&state, &actor, "build.cancel", build.component_ref.clone(), Outcome::Success, json!({ "build": id })).await?;
     Ok(Json(find(&state, &id).await?))
+}
+
+/// A build's log from byte `offset` (default 0) as text; `X-Log-Size` is the log's total size
+/// in bytes, the offset to ask from next.
+#[utoipa::path(get, path = "/api/v1/builds/{id}/log", params(("id" = String, Path, description = "Build id"), ("offset" = Option<usize>, Query, description = "Byte offset")),
+    responses((status = 200, description = "Log text", content_type = "text/plain"), (status = 404, body = super::error::Problem)))]
+async fn log(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<LogQuery>) -> Result<impl axum::response::IntoResponse, AppError> {
+    let (text, size) = store(&state).log(&id, q.offset.unwrap_or(0)).await?.ok_or_else(|| AppError::NotFound(format!("no build {id}")))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()), (axum::http::HeaderName::from_static("x-log-size"), size.to_string())], text))
 }
