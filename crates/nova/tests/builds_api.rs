@@ -293,6 +293,11 @@ async fn the_local_runner_builds_and_pushes_a_real_image() {
     let digest = done["digest"].as_str().unwrap();
     assert!(digest.starts_with("sha256:"), "{digest}");
     assert!(log.contains("[nova] git clone") && log.contains("[nova] pushed"), "{log}");
+    let events = s.app.get(&format!("/api/v1/builds/{}/events", build["id"].as_str().unwrap())).await;
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let events = events.text().await.unwrap();
+    assert!(events.contains("event: log\n") && events.contains("data: [nova] git clone\n"), "{events}");
+    assert!(events.contains("event: status\ndata: {") && events.contains("\"state\":\"succeeded\""), "the stream ends with the final state: {events}");
 
     let manifest = reqwest::Client::new()
         .get(format!("http://{}/v2/team-a/svc/manifests/svc-v1", registry.addr))

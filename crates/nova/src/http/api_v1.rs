@@ -35,7 +35,7 @@ pub fn routes() -> Router<AppState> {
         super::tokens_api::list, super::tokens_api::create, super::tokens_api::revoke,
         super::flags_api::list, super::flags_api::one, super::flags_api::create, super::flags_api::change, super::flags_api::evaluation,
         super::audit_api::query, super::audit_api::verify,
-        super::builds_api::request, super::builds_api::list, super::builds_api::one, super::builds_api::cancel, super::builds_api::log,
+        super::builds_api::request, super::builds_api::list, super::builds_api::one, super::builds_api::cancel, super::builds_api::log, super::builds_api::events,
     ),
     components(schemas(ErrorsResponse, ErrorItem, LocationItem, ClaimsResponse, Problem,
         crate::auth::tokens::TokenInfo, super::tokens_api::NewToken, crate::flags::Flag, crate::flags::Rollout, super::flags_api::NewFlag, crate::audit::StoredEvent,

@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/builds/{id}", get(one))
         .route("/builds/{id}/cancel", post(cancel))
         .route("/builds/{id}/log", get(log))
+        .route("/builds/{id}/events", get(events))
 }
 
 /// The most build arguments one build may have.
@@ -263,4 +264,47 @@ async fn cancel(State(state): State<AppState>, actor: Actor, Path(id): Path<Stri
 async fn log(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<LogQuery>) -> Result<impl axum::response::IntoResponse, AppError> {
     let (text, size) = store(&state).log(&id, q.offset.unwrap_or(0)).await?.ok_or_else(|| AppError::NotFound(format!("no build {id}")))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()), (axum::http::HeaderName::from_static("x-log-size"), size.to_string())], text))
+}
+
+/// How often a followed build is looked at.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Follows a build as Server-Sent Events: `log` events carry new output (one event per chunk,
+/// its lines as data lines), `status` events the build as JSON whenever its state changes. The
+/// stream ends after the final state. `Last-Event-ID` (a log byte offset) resumes a stream.
+#[utoipa::path(get, path = "/api/v1/builds/{id}/events", params(("id" = String, Path, description = "Build id")),
+    responses((status = 200, description = "An event stream", content_type = "text/event-stream"), (status = 404, body = super::error::Problem)))]
+async fn events(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<impl axum::response::IntoResponse, AppError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let first = find(&state, &id).await?;
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(16);
+    tokio::spawn(async move {
+        let builds = store(&state);
+        let (mut offset, mut last_state) = (resume, String::new());
+        let mut build = first;
+        loop {
+            if let Ok(Some((text, size))) = builds.log(&id, offset).await
+                && !text.is_empty()
+            {
+                offset = size;
+                if tx.send(Ok(Event::default().event("log").id(size.to_string()).data(text.trim_end_matches('\n')))).await.is_err() {
+                    return;
+                }
+            }
+            if build.state != last_state {
+                last_state = build.state.clone();
+                let json = serde_json::to_string(&build).unwrap_or_default();
+                if tx.send(Ok(Event::default().event("status").data(json))).await.is_err() || build.finished_at.is_some() {
+                    return;
+                }
+            }
+            tokio::time::sleep(FOLLOW_EVERY).await;
+            match builds.get(&id).await {
+                Ok(Some(b)) => build = b,
+                _ => return,
+            }
+        }
+    });
+    Ok(Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
 }
