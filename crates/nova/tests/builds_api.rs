@@ -130,6 +130,26 @@ async fn an_owner_requests_a_build_once_per_idempotency_key(backend: Backend) {
     assert_eq!(details["buildArgs"][0]["name"], "VERSION");
 }
 
+async fn the_console_asks_for_a_build_without_javascript_and_shows_it(backend: Backend) {
+    let s = setup(backend).await;
+    let tab = s.app.client.get(s.app.url("/catalog/default/component/svc/builds")).bearer_auth(&s.alice).send().await.unwrap().text().await.unwrap();
+    assert!(tab.contains("Build image") && tab.contains("name=\"idempotencyKey\""), "{tab}");
+    let key = tab.split("name=\"idempotencyKey\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let form = [("component", "component:default/svc"), ("gitRef", "main"), ("dockerfile", "Dockerfile"), ("context", ""), ("tag", "form-1"), ("idempotencyKey", key.as_str())];
+    let submit = || s.app.client.post(s.app.url("/builds")).bearer_auth(&s.alice).header("Origin", s.app.base.clone()).form(&form).send();
+    let res = submit().await.unwrap();
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(submit().await.unwrap().headers()["location"].to_str().unwrap(), location, "submitting the form twice makes one build");
+    let page = s.app.client.get(s.app.url(&location)).bearer_auth(&s.alice).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("registry.example.com/team-a/svc:svc-form-1") && page.contains("/static/build.js") && page.contains("id=\"build-log\""), "{page}");
+    let tab = s.app.client.get(s.app.url("/catalog/default/component/svc/builds")).bearer_auth(&s.alice).send().await.unwrap().text().await.unwrap();
+    assert!(tab.contains(&location), "the history links the build: {tab}");
+    assert_eq!(s.app.get("/static/build.js").await.status(), 200);
+    let refused = s.app.client.post(s.app.url("/builds")).bearer_auth(&s.bob).header("Origin", s.app.base.clone()).form(&form).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+}
+
 async fn bad_input_is_refused_naming_the_field_and_audited(backend: Backend) {
     let s = setup(backend).await;
     let base = json!({ "gitRef": "main", "dockerfile": "Dockerfile", "tag": "v1" });

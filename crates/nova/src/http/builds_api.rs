@@ -73,7 +73,8 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
-fn store(state: &AppState) -> BuildStore {
+/// The build store on the app's database.
+pub fn store(state: &AppState) -> BuildStore {
     BuildStore::new(state.db.clone())
 }
 
@@ -189,34 +190,47 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
     responses((status = 201, body = Build), (status = 200, description = "The build this idempotency key made before", body = Build),
               (status = 400, body = super::error::Problem), (status = 401, body = super::error::Problem), (status = 403, body = super::error::Problem), (status = 404, body = super::error::Problem)))]
 async fn request(State(state): State<AppState>, actor: Actor, Path(raw): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Result<(StatusCode, Json<Build>), AppError> {
-    let (entity, doc) = component(&state, &raw)?;
-    authz::require(&state, &actor, Action::Build, &authz::entity_target(&state, &entity)).await?;
-    let user = actor.user().ok_or_else(|| AppError::Unauthorized("Sign in to build images.".into()))?.entity_ref.to_string();
-    let raw_body: Value = serde_json::from_slice(&body).unwrap_or_else(|_| json!({ "unparsed": String::from_utf8_lossy(&body) }));
-    let checked = idempotency_key(&headers).and_then(|idempotency_key| {
+    let parsed = idempotency_key(&headers).and_then(|key| {
         let req: BuildRequest = serde_json::from_slice(&body).map_err(|e| AppError::invalid("body", format!("must be a build request {{gitRef, dockerfile, context?, tag?, buildArgs?}}: {e}")))?;
+        Ok((req, key))
+    });
+    let raw_body: Value = serde_json::from_slice(&body).unwrap_or_else(|_| json!({ "unparsed": String::from_utf8_lossy(&body) }));
+    let (build, created) = request_build(&state, &actor, &raw, parsed, raw_body).await?;
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(build)))
+}
+
+/// Asks for a build of component `raw` (the API and the console's form both come here): finds
+/// the component, checks the caller owns it, checks the request, records and audits it and
+/// starts a local build. `parsed` is the request and idempotency key, or why they could not be
+/// read; `raw_body` is what the caller sent, for the audit record of a refusal. Answers the
+/// build and whether it is new (`false`: the idempotency key's earlier build).
+pub async fn request_build(state: &AppState, actor: &Actor, raw: &str, parsed: Result<(BuildRequest, Option<String>), AppError>, raw_body: Value) -> Result<(Build, bool), AppError> {
+    let (entity, doc) = component(state, raw)?;
+    authz::require(state, actor, Action::Build, &authz::entity_target(state, &entity)).await?;
+    let user = actor.user().ok_or_else(|| AppError::Unauthorized("Sign in to build images.".into()))?.entity_ref.to_string();
+    let checked = parsed.and_then(|(req, idempotency_key)| {
         let asker = Asker { component_ref: entity.to_string(), requested_by: user, idempotency_key };
         validate(&doc, &req, asker, time::OffsetDateTime::now_utc())
     });
     let new = match checked {
         Ok(c) => c,
         Err(e) => {
-            authz::record(&state, &actor, "build.request", entity.to_string(), Outcome::Failure, json!({ "request": raw_body, "refused": e.to_string() })).await?;
+            authz::record(state, actor, "build.request", entity.to_string(), Outcome::Failure, json!({ "request": raw_body, "refused": e.to_string() })).await?;
             return Err(e);
         }
     };
     let key = new.idempotency_key.clone();
-    let (build, created) = store(&state).create(new).await?;
+    let (build, created) = store(state).create(new).await?;
     if !created {
-        return Ok((StatusCode::OK, Json(build)));
+        return Ok((build, false));
     }
     let details = json!({ "build": build.id, "idempotencyKey": key, "pipeline": build.pipeline, "gitUrl": build.git_url, "gitRef": build.git_ref,
         "dockerfile": build.dockerfile, "context": build.context, "image": build.image, "tag": build.tag, "buildArgs": build.build_args });
-    authz::record(&state, &actor, "build.request", entity.to_string(), Outcome::Success, details).await?;
+    authz::record(state, actor, "build.request", entity.to_string(), Outcome::Success, details).await?;
     if build.pipeline == "local" {
         state.jobs.enqueue(&RunBuild { build_id: build.id.clone() }, Some(&format!("build.run:{}", build.id)), now_ms()).await?;
     }
-    Ok((StatusCode::CREATED, Json(build)))
+    Ok((build, true))
 }
 
 /// A component's builds, newest first (`?limit=`, 1 to 500, default 50).

@@ -40,7 +40,8 @@ pub struct Tab {
 
 /// The component page's tabs, in order; the first is the default. Adding a tab is one line here
 /// plus its render function (the Images, Builds and Deployments issues add theirs).
-pub const COMPONENT_TABS: &[Tab] = &[Tab { slug: "overview", label: "Overview", render: overview_tab }];
+pub const COMPONENT_TABS: &[Tab] =
+    &[Tab { slug: "overview", label: "Overview", render: overview_tab }, Tab { slug: "builds", label: "Builds", render: super::builds::builds_tab }];
 
 /// `GET /catalog/{namespace}/{kind}/{name}`.
 pub async fn overview(State(state): State<AppState>, actor: Actor, Path((namespace, kind, name)): Path<(String, String, String)>) -> Result<Html<String>, PageError> {

@@ -11,6 +11,7 @@
 //! - `session.rs`: development sign-in and sign-out
 //! - `view.rs`: what pages share (links to entities, the page chrome)
 
+pub mod builds;
 pub mod catalog;
 pub mod entity;
 pub mod org;
@@ -37,6 +38,8 @@ pub fn routes() -> Router<AppState> {
         .route("/catalog", get(catalog::list))
         .route("/catalog/{namespace}/{kind}/{name}", get(entity::overview))
         .route("/catalog/{namespace}/{kind}/{name}/{tab}", get(entity::tab))
+        .route("/builds", post(builds::submit))
+        .route("/builds/{id}", get(builds::page))
         .route("/catalog-errors", get(status::errors))
         .route("/locations", get(status::locations))
         .route("/sign-in", get(session::page).post(session::sign_in))
@@ -101,7 +104,10 @@ pub fn render(page: &impl Template) -> Result<Html<String>, PageError> {
 }
 
 /// Files under `static/`, compiled into the binary.
-const STATIC_FILES: &[(&str, &str, &str)] = &[("nova.css", "text/css; charset=utf-8", include_str!("../../static/nova.css"))];
+const STATIC_FILES: &[(&str, &str, &str)] = &[
+    ("nova.css", "text/css; charset=utf-8", include_str!("../../static/nova.css")),
+    ("build.js", "text/javascript; charset=utf-8", include_str!("../../static/build.js")),
+];
 
 async fn static_file(Path(file): Path<String>) -> Result<Response, PageError> {
     let (_, content_type, body) =
