@@ -328,6 +328,17 @@ async fn the_local_runner_builds_and_pushes_a_real_image() {
     assert_eq!(manifest.status(), 200);
     assert_eq!(manifest.headers()["docker-content-digest"].to_str().unwrap(), digest, "the registry holds the digest Nova recorded");
 
+    let cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_nova"))
+        .args(["build", "start", "svc", "--ref", "main", "--dockerfile", "images/app/Dockerfile", "--tag", "cli", "--follow"])
+        .env("NOVA_SERVER", &s.app.base)
+        .env("NOVA_TOKEN", &s.alice)
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&cli.stdout), String::from_utf8_lossy(&cli.stderr));
+    assert!(cli.status.success(), "nova build start --follow: {stdout}\n{stderr}");
+    assert!(stdout.contains("svc-cli") && stdout.contains("[nova] pushed") && stderr.contains("succeeded sha256:"), "{stdout}\n{stderr}");
+
     let (_, missing) = post(&s, &s.alice, "svc", &json!({ "gitRef": "main", "dockerfile": "images/none/Dockerfile", "tag": "v2" }), None).await;
     let failed = wait_final(&s, missing["id"].as_str().unwrap()).await;
     assert_eq!(failed["state"], "failed");

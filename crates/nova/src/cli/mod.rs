@@ -1,6 +1,7 @@
 //! The `nova` command line: one binary whose subcommands are its modes.
 
 mod audit;
+mod build;
 mod catalog;
 mod flags;
 mod serve;
@@ -31,6 +32,9 @@ enum Command {
     /// Verify or export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Ask a running Nova for image builds and follow them.
+    #[command(subcommand)]
+    Build(build::BuildCommand),
     /// List and change feature flags.
     #[command(subcommand)]
     Flags(flags::FlagsCommand),
@@ -63,6 +67,7 @@ pub fn main() -> ExitCode {
         Command::Catalog(cmd) => catalog::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Flags(cmd) => flags::run(cmd),
+        Command::Build(cmd) => build::run(cmd),
         Command::Policy(PolicyCommand::Check(args)) => nova_policy::run_policy_check(args),
         Command::Hydrate(args) => nova_policy::run_hydrate(args),
     }
