@@ -64,7 +64,10 @@ async fn setup(backend: Backend) -> Setup {
     setup_with(backend, CATALOG.to_string(), None).await
 }
 
-async fn setup_with(backend: Backend, catalog: String, configure: Option<Box<dyn FnOnce(&mut nova::config::Config) + Send>>) -> Setup {
+/// A change to the test server's configuration.
+type Configure = Option<Box<dyn FnOnce(&mut nova::config::Config) + Send>>;
+
+async fn setup_with(backend: Backend, catalog: String, configure: Configure) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let file = write_file(dir.path(), "catalog.yaml", &catalog);
     let app = spawn_app_with(backend, Options { locations: vec![file.display().to_string()], dir: Some(dir), configure, ..Default::default() }).await;
@@ -255,13 +258,14 @@ async fn start_registry(exe: &str) -> Registry {
     let addr = format!("127.0.0.1:{port}");
     let config = write_file(dir.path(), "config.yml", &format!("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n", dir.path().join("data").display()));
     let child = std::process::Command::new(exe).arg("serve").arg(&config).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("start docker-registry");
+    let registry = Registry { child, addr, _dir: dir };
     for _ in 0..100 {
-        if reqwest::get(format!("http://{addr}/v2/")).await.is_ok_and(|r| r.status() == 200) {
-            return Registry { child, addr, _dir: dir };
+        if reqwest::get(format!("http://{}/v2/", registry.addr)).await.is_ok_and(|r| r.status() == 200) {
+            return registry;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    panic!("docker-registry did not start on {addr}");
+    panic!("docker-registry did not start on {}", registry.addr);
 }
 
 fn git(dir: &std::path::Path, args: &[&str]) {

@@ -534,7 +534,7 @@ fn first_text_line(body: &str) -> String {
         match c {
             '<' => {
                 in_tag = true;
-                text.push(' ');
+                text.push('\n');
             }
             '>' => in_tag = false,
             c if !in_tag => text.push(c),
