@@ -139,7 +139,8 @@ on_both_backends! {
         // Restart on the same database: the registered location and its entities are back.
         let url = app.database_url();
         let dir = app.stop().await;
-        let app = spawn_app_with(backend, Options { database_url: Some(url), dir: Some(dir), ..Default::default() }).await;
+        let locations = vec![example_catalog().display().to_string()];
+        let app = spawn_app_with(backend, Options { locations, database_url: Some(url), dir: Some(dir), ..Default::default() }).await;
         app.get_json("/api/catalog/entities/by-name/component/default/late-arrival", 200).await;
         app.get_json(&format!("/api/catalog/locations/{id}"), 200).await;
         // Delete: entities leave at once.

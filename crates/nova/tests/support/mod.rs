@@ -126,6 +126,7 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     config.jobs.poll_interval = Duration::from_millis(50);
     config.catalog.registration_roots = vec![dir.path().to_path_buf()];
     config.server.data_dir = dir.path().join("data");
+    config.auth.admin_group = Some(ADMIN_GROUP.to_string());
     if let Some(f) = opts.configure {
         f(&mut config);
     }
@@ -140,6 +141,25 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     let test_app = TestApp { base, client, state, dir, shutdown, handle: Some(handle) };
     test_app.wait_ready().await;
     test_app
+}
+
+/// The platform-admin group of the tests, and one of its members in the example catalog.
+pub const ADMIN_GROUP: &str = "group:default/platform";
+pub const ADMIN_USER: &str = "user:default/pat.chen";
+
+/// Adds a catalog file holding just [`ADMIN_GROUP`] and [`ADMIN_USER`] to `opts`, for tests whose
+/// own catalog has no users but which act as the admin.
+pub fn with_admin(mut opts: Options) -> Options {
+    let dir = opts.dir.take().unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
+    write_file(
+        dir.path(),
+        "admin-org.yaml",
+        "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: platform}\nspec: {type: team, children: []}\n---\n\
+         apiVersion: backstage.io/v1alpha1\nkind: User\nmetadata: {name: pat.chen}\nspec: {memberOf: [platform]}\n",
+    );
+    opts.locations.push("admin-org.yaml".into());
+    opts.dir = Some(dir);
+    opts
 }
 
 impl TestApp {
@@ -171,12 +191,32 @@ impl TestApp {
         r.json().await.expect("JSON body")
     }
 
+    /// POST as a platform admin ([`ADMIN_USER`], by API token).
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.client.post(self.url(path)).json(body).send().await.expect("request")
+        let token = self.token_for(ADMIN_USER).await;
+        self.client.post(self.url(path)).bearer_auth(token).json(body).send().await.expect("request")
     }
 
+    /// DELETE as a platform admin ([`ADMIN_USER`], by API token).
     pub async fn delete(&self, path: &str) -> reqwest::Response {
-        self.client.delete(self.url(path)).send().await.expect("request")
+        let token = self.token_for(ADMIN_USER).await;
+        self.client.delete(self.url(path)).bearer_auth(token).send().await.expect("request")
+    }
+
+    /// A fresh personal API token for `user` (e.g. `user:default/alex.kim`).
+    pub async fn token_for(&self, user: &str) -> String {
+        let user = nova_domain::EntityRef::parse(user).expect("a user reference");
+        // A user the catalog knows (once it has loaded) gets their claims; others sign in owning nothing.
+        let mut known = false;
+        for _ in 0..40 {
+            known = self.state.catalog.snapshot().get(&user).is_some();
+            if known {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (token, _) = self.state.auth.tokens.create(&user, "test", None, known).await.expect("token created");
+        token.expose().to_string()
     }
 
     /// Writes a file under the test directory and returns its path.
