@@ -47,6 +47,49 @@ start_postgres() {
   echo "services: PostgreSQL on 127.0.0.1:$port"
 }
 
+# CNCF distribution (Debian's docker-registry). Each registry test starts its own registry on
+# a free port with its own storage and auth (anonymous, htpasswd, or tokens from an issuer the
+# test runs), so this only checks the binaries and exports where they are.
+start_registry() {
+  local bin
+  bin=$(command -v docker-registry || true)
+  if [ -z "$bin" ]; then
+    echo "services: docker-registry not installed (apt-get install docker-registry); registry tests will skip" >&2
+    return 0
+  fi
+  if ! command -v htpasswd >/dev/null; then
+    echo "services: htpasswd not installed (apt-get install apache2-utils); basic-auth registry tests will skip" >&2
+  fi
+  export NOVA_TEST_REGISTRY_BIN="$bin"
+  echo "services: docker-registry at $bin ($("$bin" --version 2>/dev/null | head -n 1))"
+}
+
+# moto's server, standing in for AWS ECR. Fake credentials keep the AWS SDK's credential chain
+# from looking for real ones (or asking an instance metadata service).
+start_moto() {
+  if ! command -v moto_server >/dev/null; then
+    echo "services: moto_server not installed (pip install 'moto[server]'); ECR tests will skip" >&2
+    return 0
+  fi
+  local port
+  port=$(free_port)
+  moto_server -H 127.0.0.1 -p "$port" >"$SERVICES_DIR/moto.log" 2>&1 &
+  local pid=$!
+  CLEANUP+=("kill $pid")
+  for _ in $(seq 100); do
+    if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/')" 2>/dev/null; then
+      export NOVA_TEST_MOTO_URL="http://127.0.0.1:$port"
+      export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
+      echo "services: moto on 127.0.0.1:$port"
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "services: moto did not start; see below" >&2
+  cat "$SERVICES_DIR/moto.log" >&2
+  return 1
+}
+
 # A git server over HTTP (git http-backend behind scripts/lib/git_http_server.py): tests create
 # bare repositories under NOVA_TEST_GIT_HTTP_ROOT and fetch them from NOVA_TEST_GIT_HTTP_URL;
 # those under private/ need user nova-test with password NOVA_TEST_GIT_HTTP_PASSWORD.

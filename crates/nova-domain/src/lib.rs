@@ -7,11 +7,15 @@ pub mod build;
 pub mod build_pipeline;
 pub mod entity;
 pub mod entity_ref;
+pub mod image;
+pub mod image_links;
 pub mod names;
 pub mod relations;
 pub mod sensitive;
 
 pub use entity::{CompactEntity, Entity, EntityKind, FieldError};
 pub use entity_ref::{EntityRef, RefError};
+pub use image::{Digest, EcrRepositoryArn, ImageNameError, ImageReference, ImageTag, RepositoryName, TagPrefix};
+pub use image_links::{ImageLinks, LinkError, LinkedRepository, RepositoryLink};
 pub use relations::{Relation, RelationType};
 pub use sensitive::Sensitive;

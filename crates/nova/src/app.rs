@@ -1,4 +1,4 @@
-//! Assembling Nova: storage, jobs, catalog and the HTTP router, and running them together.
+//! Assembling Nova: storage, jobs, catalog, registries and the HTTP router, and running them together.
 //! `nova serve` and the integration tests both start Nova through [`App::build`].
 
 use std::path::Path;
@@ -86,7 +86,8 @@ impl App {
             let job = ApplyRetention { keep_ms: keep.as_millis() as i64 };
             jobs.schedule_recurring(&job, ApplyRetention::KIND, crate::storage::now_ms()).await.context("cannot schedule audit retention")?;
         }
-        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, audit, flags, auth, metrics: telemetry::metrics_handle() }));
+        let registry = crate::registry::service::install(&config, &db, &jobs, &catalog, &mut runner).await?;
+        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, audit, flags, auth, metrics: telemetry::metrics_handle(), registry }));
         Ok(Self { state, runner })
     }
 

@@ -20,6 +20,10 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub jobs: JobsConfig,
     pub log: LogConfig,
+    /// `[registry]`: the image view's cache and refresh.
+    pub registry: crate::registry::RegistrySettings,
+    /// `[registries.<name>]`: the registries images are read from.
+    pub registries: std::collections::BTreeMap<String, crate::registry::RegistryDef>,
     pub audit: AuditConfig,
     pub builds: BuildsConfig,
     /// `[build_backends.<name>]`: remote build backends (Jenkins, GitHub Actions), by name.
@@ -35,6 +39,8 @@ impl Default for Config {
             catalog: CatalogConfig::default(),
             jobs: JobsConfig::default(),
             log: LogConfig::default(),
+            registry: Default::default(),
+            registries: Default::default(),
             audit: AuditConfig::default(),
             builds: BuildsConfig::default(),
             build_backends: BTreeMap::new(),
@@ -532,6 +538,7 @@ impl Config {
         if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres:") || self.database.url.starts_with("postgresql:")) {
             return invalid("database.url", "must start with sqlite:// or postgres://");
         }
+        crate::registry::config::validate(&self.registry, &self.registries).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! The binary (`src/main.rs`) is a thin shell over this library. Start reading at
 //! [`cli`] (the subcommands), then [`app`] (how the server is assembled); each capability is a
+//! module: [`catalog`], [`registry`], [`jobs`], [`storage`], [`http`]. docs/ARCHITECTURE.md has the map.
 //! module: [`catalog`], [`auth`], [`jobs`], [`storage`], [`http`] (the JSON API) and [`web`] (the console). docs/ARCHITECTURE.md has the map.
 
 pub mod app;
@@ -16,6 +17,7 @@ pub mod flags;
 pub mod health;
 pub mod http;
 pub mod jobs;
+pub mod registry;
 pub mod storage;
 pub mod telemetry;
 pub mod web;

@@ -282,6 +282,11 @@ impl Actor {
         self.user().is_some_and(|u| u.claims.contains(owner))
     }
 
+    /// The actor as feature flags see it.
+    pub fn flag_subject(&self) -> crate::flags::Subject<'_> {
+        crate::flags::Subject { user: self.user().map(|u| &u.entity_ref), claims: self.user().map_or(&[], |u| &u.claims) }
+    }
+
     /// The actor as the audit log names them.
     pub fn audit_name(&self) -> String {
         self.user().map_or_else(|| "anonymous".to_string(), |u| u.entity_ref.to_string())

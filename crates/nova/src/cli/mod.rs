@@ -3,6 +3,7 @@
 mod audit;
 mod build;
 mod catalog;
+mod registry;
 mod flags;
 mod serve;
 
@@ -41,6 +42,9 @@ enum Command {
     /// Platform policies on Kubernetes manifests (docs/POLICY.md).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Registry insight: the drift report, registry checks (docs/REGISTRY.md).
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
     /// Render a configuration template strictly from the environment and env files
     /// (docs/HYDRATE.md).
     Hydrate(nova_policy::HydrateArgs),
@@ -70,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Build(cmd) => build::run(cmd),
         Command::Policy(PolicyCommand::Check(args)) => nova_policy::run_policy_check(args),
         Command::Hydrate(args) => nova_policy::run_hydrate(args),
+        Command::Registry(cmd) => registry::run(cmd),
     }
 }
 

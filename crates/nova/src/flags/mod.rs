@@ -28,7 +28,14 @@ pub struct FlagDef {
 
 /// Flags declared by Nova's own capabilities. Adding a capability behind a flag means adding
 /// its `FlagDef` here.
-pub const BUILTIN: &[FlagDef] = &[];
+pub const BUILTIN: &[FlagDef] = &[FlagDef {
+    key: REGISTRY_IMAGE_VIEW,
+    description: "Each component's container images (API, page and tab), read from its registries",
+    default_on: true,
+}];
+
+/// The registry image view (docs/REGISTRY.md).
+pub const REGISTRY_IMAGE_VIEW: &str = "registry.image-view";
 
 /// Who a flag is on for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -44,7 +44,9 @@ pub fn routes() -> Router<AppState> {
 struct ApiDoc;
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(super::registry_api::RegistryApiDoc::openapi());
+    Json(doc)
 }
 
 /// One catalog error.

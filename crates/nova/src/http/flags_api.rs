@@ -16,7 +16,7 @@ use super::{AppError, AppState};
 use crate::audit::Outcome;
 use crate::auth::Actor;
 use crate::authz::{self, Action, Target};
-use crate::flags::{Flag, FlagError, Rollout, Subject};
+use crate::flags::{Flag, FlagError, Rollout};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -94,7 +94,7 @@ async fn change(State(state): State<AppState>, actor: Actor, Path(key): Path<Str
 /// How a flag evaluates for the caller.
 #[utoipa::path(get, path = "/api/v1/flags/{key}/evaluation", params(("key" = String, Path)), responses((status = 200, description = "`{key, value, reason}`"), (status = 404, body = super::error::Problem)))]
 async fn evaluation(State(state): State<AppState>, actor: Actor, Path(key): Path<String>) -> Result<Json<serde_json::Value>, AppError> {
-    let subject = Subject { user: actor.user().map(|u| &u.entity_ref), claims: actor.user().map_or(&[], |u| &u.claims) };
+    let subject = actor.flag_subject();
     let (value, reason) = state.flags.evaluate(&key, &subject).ok_or_else(|| AppError::NotFound(format!("unknown flag {key:?}")))?;
     Ok(Json(json!({ "key": key, "value": value, "reason": reason })))
 }

@@ -1,7 +1,7 @@
 //! The HTTP server: shared state, the router and its middleware.
 //!
 //! Routes live in one module per area: `catalog_api` (Backstage-compatible `/api/catalog`),
-//! `api_v1` (Nova's own API) and `ops` (health, readiness, metrics). The console's HTML pages
+//! `api_v1` (Nova's own API), `registry_api` (component images) and `ops` (health, readiness, metrics). The console's HTML pages
 //! live in [`crate::web`].
 
 pub mod api_v1;
@@ -13,6 +13,7 @@ pub mod flags_api;
 pub mod ofrep;
 pub mod ops;
 pub mod params;
+pub mod registry_api;
 pub mod tokens_api;
 
 use std::ops::Deref;
@@ -49,6 +50,7 @@ pub struct AppInner {
     pub audit: AuditLog,
     pub flags: Arc<Flags>,
     pub metrics: PrometheusHandle,
+    pub registry: Arc<crate::registry::RegistryService>,
     pub auth: Auth,
 }
 
@@ -73,7 +75,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::web::routes())
         .merge(ops::routes())
         .nest("/api/catalog", catalog_api::routes())
-        .nest("/api/v1", api_v1::routes().merge(tokens_api::routes()).merge(flags_api::routes()).merge(audit_api::routes()).merge(builds_api::routes()))
+        .nest("/api/v1", api_v1::routes().merge(registry_api::routes()).merge(tokens_api::routes()).merge(flags_api::routes()).merge(audit_api::routes()).merge(builds_api::routes()))
         .nest("/ofrep", ofrep::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), read_gate))

@@ -17,6 +17,7 @@ use super::view::{Chrome, EntityLink, display_name, safe_href};
 use super::{PageError, org, render, system};
 use crate::auth::Actor;
 use crate::catalog::{EntityRecord, Snapshot};
+use crate::http::params::Params;
 use crate::http::{AppError, AppState};
 
 /// What a component tab is given.
@@ -25,6 +26,8 @@ pub struct TabContext {
     pub actor: Actor,
     pub snap: Arc<Snapshot>,
     pub entity: EntityRef,
+    /// The page's query string (tabs with filters read theirs from it).
+    pub params: Params,
 }
 
 /// A tab's rendered panel (HTML from its own askama template, so already escaped).
@@ -40,12 +43,15 @@ pub struct Tab {
 
 /// The component page's tabs, in order; the first is the default. Adding a tab is one line here
 /// plus its render function (the Images, Builds and Deployments issues add theirs).
-pub const COMPONENT_TABS: &[Tab] =
-    &[Tab { slug: "overview", label: "Overview", render: overview_tab }, Tab { slug: "builds", label: "Builds", render: super::builds::builds_tab }];
+pub const COMPONENT_TABS: &[Tab] = &[
+    Tab { slug: "overview", label: "Overview", render: overview_tab },
+    Tab { slug: "images", label: "Images", render: super::images::images_tab },
+    Tab { slug: "builds", label: "Builds", render: super::builds::builds_tab },
+];
 
 /// `GET /catalog/{namespace}/{kind}/{name}`.
-pub async fn overview(State(state): State<AppState>, actor: Actor, Path((namespace, kind, name)): Path<(String, String, String)>) -> Result<Html<String>, PageError> {
-    entity_page(state, actor, &namespace, &kind, &name, None).await
+pub async fn overview(State(state): State<AppState>, actor: Actor, Path((namespace, kind, name)): Path<(String, String, String)>, params: Params) -> Result<Html<String>, PageError> {
+    entity_page(state, actor, &namespace, &kind, &name, None, params).await
 }
 
 /// `GET /catalog/{namespace}/{kind}/{name}/{tab}`.
@@ -53,11 +59,12 @@ pub async fn tab(
     State(state): State<AppState>,
     actor: Actor,
     Path((namespace, kind, name, tab)): Path<(String, String, String, String)>,
+    params: Params,
 ) -> Result<Html<String>, PageError> {
-    entity_page(state, actor, &namespace, &kind, &name, Some(&tab)).await
+    entity_page(state, actor, &namespace, &kind, &name, Some(&tab), params).await
 }
 
-async fn entity_page(state: AppState, actor: Actor, namespace: &str, kind: &str, name: &str, tab: Option<&str>) -> Result<Html<String>, PageError> {
+async fn entity_page(state: AppState, actor: Actor, namespace: &str, kind: &str, name: &str, tab: Option<&str>, params: Params) -> Result<Html<String>, PageError> {
     let not_found = || AppError::NotFound(format!("There is no {kind} named {name} in namespace {namespace} in the catalog."));
     let entity_ref = EntityRef::parse(&format!("{kind}:{namespace}/{name}")).map_err(|_| not_found())?;
     let snap = state.catalog.snapshot();
@@ -68,7 +75,7 @@ async fn entity_page(state: AppState, actor: Actor, namespace: &str, kind: &str,
     let chrome = Chrome::new(&state, &actor, display_name(record), "catalog");
     let header = EntityHeader::new(record, &actor);
     match record.kind {
-        EntityKind::Component => component_page(state, actor, snap.clone(), record.entity_ref.clone(), chrome, header, tab).await,
+        EntityKind::Component => component_page(state, actor, snap.clone(), record.entity_ref.clone(), chrome, header, tab, params).await,
         EntityKind::Group => org::group_page(&state, &snap, record, chrome, header),
         EntityKind::User => org::user_page(&state, &snap, record, chrome, header),
         EntityKind::System | EntityKind::Domain => system::page(&snap, record, chrome, header),
@@ -256,6 +263,7 @@ async fn component_page(
     chrome: Chrome,
     header: EntityHeader,
     tab: Option<&str>,
+    params: Params,
 ) -> Result<Html<String>, PageError> {
     let base = super::view::entity_href(&entity);
     let current = match tab {
@@ -270,7 +278,7 @@ async fn component_page(
         .enumerate()
         .map(|(i, t)| TabLink { label: t.label, href: if i == 0 { base.clone() } else { format!("{base}/{}", t.slug) }, current: t.slug == current.slug })
         .collect();
-    let body = (current.render)(TabContext { state, actor, snap, entity }).await?;
+    let body = (current.render)(TabContext { state, actor, snap, entity, params }).await?;
     render(&ComponentPage { chrome, header, tabs, tab_label: current.label, body })
 }
 

@@ -14,6 +14,7 @@
 pub mod builds;
 pub mod catalog;
 pub mod entity;
+pub mod images;
 pub mod org;
 pub mod session;
 pub mod status;
@@ -40,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/catalog/{namespace}/{kind}/{name}/{tab}", get(entity::tab))
         .route("/builds", post(builds::submit))
         .route("/builds/{id}", get(builds::page))
+        .route("/catalog/{namespace}/component/{name}/images/refresh", post(images::refresh))
         .route("/catalog-errors", get(status::errors))
         .route("/locations", get(status::locations))
         .route("/sign-in", get(session::page).post(session::sign_in))

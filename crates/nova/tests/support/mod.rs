@@ -3,6 +3,8 @@
 //! scripts/test starts), and real components are found through environment variables.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
