@@ -189,3 +189,35 @@ mod tests {
         }
     }
 }
+
+/// Checks an image tag against the OCI distribution grammar `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+pub fn check_image_tag(s: &str) -> Result<(), BuildParamError> {
+    let mut chars = s.chars();
+    match chars.next() {
+        None => return Err(refuse("must not be empty")),
+        Some(c) if !(c.is_ascii_alphanumeric() || c == '_') => return Err(refuse("must start with a letter, digit or '_'")),
+        Some(_) => {}
+    }
+    if s.len() > 128 {
+        return Err(refuse("must be at most 128 characters"));
+    }
+    if let Some(c) = chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(refuse(format!("must contain only letters, digits, '.', '_' and '-', not {c:?}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod image_tag_tests {
+    use super::check_image_tag;
+
+    #[test]
+    fn follows_the_oci_grammar() {
+        for ok in ["v1", "_x", "1.2.3-rc_1", &"a".repeat(128)] {
+            assert!(check_image_tag(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".x", "-x", "a:b", "a/b", "a b", "a\nb", &"a".repeat(129)] {
+            assert!(check_image_tag(bad).is_err(), "{bad}");
+        }
+    }
+}

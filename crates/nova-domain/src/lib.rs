@@ -4,6 +4,7 @@
 //! these types is valid by construction. Nothing in this crate performs I/O.
 
 pub mod build;
+pub mod build_pipeline;
 pub mod entity;
 pub mod entity_ref;
 pub mod image;

@@ -9,6 +9,8 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::builds::local::{LocalRunner, RunBuild};
+use crate::builds::store::BuildStore;
 use crate::audit::{ApplyRetention, AuditLog};
 use crate::auth::Auth;
 use crate::catalog::{Catalog, LocationSpec, RefreshLocation, RemoteContext};
@@ -75,6 +77,11 @@ impl App {
         runner.register::<ApplyRetention, _, _>(move |job, _| {
             let a = a.clone();
             async move { a.run_retention_job(job).await }
+        });
+        let builds = LocalRunner::new(BuildStore::new(db.clone()), config.builds.clone(), &config.server.data_dir, Arc::new(|_: &str| None));
+        runner.register::<RunBuild, _, _>(move |job, _| {
+            let b = builds.clone();
+            async move { b.run_job(job).await }
         });
         if let Some(keep) = config.audit.retention {
             let job = ApplyRetention { keep_ms: keep.as_millis() as i64 };

@@ -3,6 +3,7 @@
 //! Every setting has a default, so no file is required. Unknown keys are an error naming the
 //! key. Every setting is documented in docs/CONFIG.md; keep the two in step.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,6 +26,9 @@ pub struct Config {
     /// `[registries.<name>]`: the registries images are read from.
     pub registries: std::collections::BTreeMap<String, crate::registry::RegistryDef>,
     pub audit: AuditConfig,
+    pub builds: BuildsConfig,
+    /// `[build_backends.<name>]`: remote build backends (Jenkins, GitHub Actions), by name.
+    pub build_backends: BTreeMap<String, crate::builds::backend::BuildBackendConfig>,
 }
 
 impl Default for Config {
@@ -40,6 +44,8 @@ impl Default for Config {
             registry: Default::default(),
             registries: Default::default(),
             audit: AuditConfig::default(),
+            builds: BuildsConfig::default(),
+            build_backends: BTreeMap::new(),
         }
     }
 }
@@ -54,6 +60,29 @@ pub struct AuditConfig {
     /// checkpoint. Unset keeps events forever.
     #[serde(with = "humantime_serde")]
     pub retention: Option<Duration>,
+}
+
+/// `[builds]`: Nova's own build runner (`nova.dev/build-pipeline: local`, the default).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuildsConfig {
+    /// The image builder: `buildah` or `podman` (a name on PATH or an absolute path).
+    pub builder: String,
+    /// The `git` executable.
+    pub git: String,
+    /// Longest time one build may take, clone and push included; then it is `timed_out`.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Most log bytes kept per build; later output is dropped and the truncation marked.
+    pub max_log_bytes: usize,
+    /// Registries (`host:port`) pushed to without TLS, e.g. a local registry for tests.
+    pub insecure_registries: Vec<String>,
+}
+
+impl Default for BuildsConfig {
+    fn default() -> Self {
+        Self { builder: "buildah".into(), git: "git".into(), timeout: Duration::from_secs(30 * 60), max_log_bytes: 1 << 20, insecure_registries: Vec::new() }
+    }
 }
 
 /// `[server]`: the HTTP listener.
@@ -495,6 +524,18 @@ impl Config {
         }
         if self.catalog.refresh_interval < Duration::from_secs(1) {
             return invalid("catalog.refresh_interval", "must be at least 1s");
+        }
+        if self.builds.builder.trim().is_empty() || self.builds.git.trim().is_empty() {
+            return invalid("builds.builder", "builds.builder and builds.git must name an executable");
+        }
+        if self.builds.timeout < Duration::from_secs(10) {
+            return invalid("builds.timeout", "must be at least 10s");
+        }
+        if self.builds.max_log_bytes < 1024 {
+            return invalid("builds.max_log_bytes", "must be at least 1024");
+        }
+        for (name, backend) in &self.build_backends {
+            backend.validate(name).map_err(|message| ConfigError::Invalid { key: format!("build_backends.{name}"), message })?;
         }
         if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres:") || self.database.url.starts_with("postgresql:")) {
             return invalid("database.url", "must start with sqlite:// or postgres://");

@@ -50,7 +50,7 @@ on_both_backends! {
         let (first, second) = (Canary::new(), Canary::new());
         let maria = as_user(&app, "maria.garcia").await; // payments
         let alex = as_user(&app, "alex.kim").await; // payments-core, a sub-team of payments
-        let pat = as_user(&app, "pat.chen").await; // platform: another team
+        let pat = as_user(&app, "ravi.singh").await; // data-platform: another team
         let mut bodies = Vec::new();
         let base = "/api/v1/teams/payments/credentials";
 
@@ -140,7 +140,7 @@ async fn the_console_registers_rotates_and_revokes_without_showing_the_value() {
     let app = spawn_app(Backend::Sqlite).await;
     let canary = Canary::new();
     let maria = as_user(&app, "maria.garcia").await;
-    let pat = as_user(&app, "pat.chen").await;
+    let pat = as_user(&app, "ravi.singh").await;
     let mut bodies = Vec::new();
     let page = "/teams/payments/credentials";
 

@@ -1,6 +1,7 @@
 //! The `nova` command line: one binary whose subcommands are its modes.
 
 mod audit;
+mod build;
 mod catalog;
 mod credentials;
 mod registry;
@@ -34,6 +35,9 @@ enum Command {
     /// Verify or export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Ask a running Nova for image builds and follow them.
+    #[command(subcommand)]
+    Build(build::BuildCommand),
     /// List and change feature flags.
     #[command(subcommand)]
     Flags(flags::FlagsCommand),
@@ -73,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::Audit(cmd) => audit::run(cmd),
         Command::Flags(cmd) => flags::run(cmd),
         Command::Credentials(cmd) => credentials::run(cmd),
+        Command::Build(cmd) => build::run(cmd),
         Command::Policy(PolicyCommand::Check(args)) => nova_policy::run_policy_check(args),
         Command::Hydrate(cmd) => hydrate::run(cmd),
         Command::Registry(cmd) => registry::run(cmd),

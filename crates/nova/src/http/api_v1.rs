@@ -36,10 +36,12 @@ pub fn routes() -> Router<AppState> {
         super::flags_api::list, super::flags_api::one, super::flags_api::create, super::flags_api::change, super::flags_api::evaluation,
         super::audit_api::query, super::audit_api::verify,
         super::credentials_api::list, super::credentials_api::one, super::credentials_api::put, super::credentials_api::revoke,
+        super::builds_api::request, super::builds_api::list, super::builds_api::one, super::builds_api::cancel, super::builds_api::log, super::builds_api::events,
     ),
     components(schemas(ErrorsResponse, ErrorItem, LocationItem, ClaimsResponse, Problem,
         crate::auth::tokens::TokenInfo, super::tokens_api::NewToken, crate::flags::Flag, crate::flags::Rollout, super::flags_api::NewFlag, crate::audit::StoredEvent,
-        crate::secrets::credentials::CredentialInfo, crate::secrets::credentials::CredentialRequest, crate::secrets::credentials::CredentialKind))
+        crate::secrets::credentials::CredentialInfo, crate::secrets::credentials::CredentialRequest, crate::secrets::credentials::CredentialKind,
+        super::builds_api::BuildRequest, super::builds_api::BuildArgInput, crate::builds::store::Build, crate::builds::store::StoredBuildArg))
 )]
 struct ApiDoc;
 

@@ -6,6 +6,7 @@
 
 pub mod api_v1;
 pub mod audit_api;
+pub mod builds_api;
 pub mod catalog_api;
 pub mod credentials_api;
 pub mod error;
@@ -77,7 +78,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::web::routes())
         .merge(ops::routes())
         .nest("/api/catalog", catalog_api::routes())
-        .nest("/api/v1", api_v1::routes().merge(registry_api::routes()).merge(tokens_api::routes()).merge(flags_api::routes()).merge(audit_api::routes()).merge(credentials_api::routes()))
+        .nest("/api/v1", api_v1::routes().merge(registry_api::routes()).merge(tokens_api::routes()).merge(flags_api::routes()).merge(audit_api::routes()).merge(builds_api::routes()).merge(credentials_api::routes()))
         .nest("/ofrep", ofrep::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), read_gate))

@@ -46,6 +46,7 @@ pub struct Tab {
 pub const COMPONENT_TABS: &[Tab] = &[
     Tab { slug: "overview", label: "Overview", render: overview_tab },
     Tab { slug: "images", label: "Images", render: super::images::images_tab },
+    Tab { slug: "builds", label: "Builds", render: super::builds::builds_tab },
 ];
 
 /// `GET /catalog/{namespace}/{kind}/{name}`.

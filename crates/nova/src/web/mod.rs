@@ -12,6 +12,7 @@
 //! - `session.rs`: development sign-in and sign-out
 //! - `view.rs`: what pages share (links to entities, the page chrome)
 
+pub mod builds;
 pub mod catalog;
 pub mod credentials;
 pub mod entity;
@@ -40,6 +41,8 @@ pub fn routes() -> Router<AppState> {
         .route("/catalog", get(catalog::list))
         .route("/catalog/{namespace}/{kind}/{name}", get(entity::overview))
         .route("/catalog/{namespace}/{kind}/{name}/{tab}", get(entity::tab))
+        .route("/builds", post(builds::submit))
+        .route("/builds/{id}", get(builds::page))
         .route("/catalog/{namespace}/component/{name}/images/refresh", post(images::refresh))
         .route("/catalog-errors", get(status::errors))
         .route("/locations", get(status::locations))
@@ -107,7 +110,10 @@ pub fn render(page: &impl Template) -> Result<Html<String>, PageError> {
 }
 
 /// Files under `static/`, compiled into the binary.
-const STATIC_FILES: &[(&str, &str, &str)] = &[("nova.css", "text/css; charset=utf-8", include_str!("../../static/nova.css"))];
+const STATIC_FILES: &[(&str, &str, &str)] = &[
+    ("nova.css", "text/css; charset=utf-8", include_str!("../../static/nova.css")),
+    ("build.js", "text/javascript; charset=utf-8", include_str!("../../static/build.js")),
+];
 
 async fn static_file(Path(file): Path<String>) -> Result<Response, PageError> {
     let (_, content_type, body) =

@@ -234,7 +234,7 @@ fn git(repo: Option<&Path>, args: &[&str], env: &[(&str, String)], timeout: Dura
     let mut stderr = child.stderr.take().expect("piped");
     let out_reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
-        let _ = (&mut stdout).take(max_stdout as u64 + 1).read_to_end(&mut buf);
+        let _ = (&mut stdout).take((max_stdout as u64).saturating_add(1)).read_to_end(&mut buf);
         std::io::copy(&mut stdout, &mut std::io::sink()).ok();
         buf
     });

@@ -1,0 +1,7 @@
+//! The build lane: an owner asks for an image build and a backend runs it.
+//! [`backend`] holds the systems that run builds remotely (Jenkins, GitHub Actions); [`store`]
+//! records the builds owners asked for; [`local`] is Nova's own runner.
+
+pub mod backend;
+pub mod local;
+pub mod store;
