@@ -14,13 +14,14 @@ use crate::registry::view::{self, ImageQuery};
 
 /// Renders the tab: the filter form, the images, and a notice after a refresh request. A
 /// component without image annotations, or a user for whom the view is switched off, gets the
-/// reason in words; broken annotations answer 400 naming them.
+/// reason in words, and so does one whose annotations are broken or name a registry this Nova
+/// has not configured (the API answers that with 400).
 pub fn images_tab(ctx: TabContext) -> TabFuture {
     Box::pin(async move {
         let (kind, namespace, name) = (ctx.entity.kind(), ctx.entity.namespace(), ctx.entity.name());
         let c = match component(&ctx.state, &ctx.actor, kind, namespace, name).await {
             Ok(c) => c,
-            Err(e @ AppError::NotFound(_)) => return Ok(notice_html("banner", &e.public_message())),
+            Err(e @ (AppError::NotFound(_) | AppError::Invalid { .. })) => return Ok(notice_html("banner error", &e.public_message())),
             Err(e) => return Err(e.into()),
         };
         let query = ImageQuery::parse(|k| ctx.params.get(k).map(str::to_string)).map_err(|(field, message)| AppError::invalid(field, message))?;
