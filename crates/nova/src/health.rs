@@ -19,7 +19,7 @@ pub enum HealthStatus {
 /// Holds no secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthReport {
-    /// The kind of integration checked (`jenkins`, `github-actions`, ...).
+    /// The kind of integration checked (`jenkins`, `github-actions`, `vault`, `file`, ...).
     pub component: &'static str,
     /// What was checked: the configured name and the endpoint or target.
     pub target: String,

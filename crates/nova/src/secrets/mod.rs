@@ -21,7 +21,6 @@
 mod config;
 pub mod credentials;
 pub mod file;
-mod health;
 mod path;
 mod reference;
 pub mod vault;
@@ -34,7 +33,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use config::{AwsSecretsConfig, FileStoreConfig, SecretsConfig, VaultAuthConfig, VaultConfig};
-pub use health::{HealthReport, HealthStatus};
+pub use crate::health::{HealthReport, HealthStatus};
 use nova_domain::Sensitive;
 pub use path::{PathError, SecretPath};
 pub use reference::{SecretRef, SecretRefError};
