@@ -20,7 +20,7 @@ pub const MIN_KEY_BYTES: usize = 32;
 const VERSION: &str = "v1";
 
 /// How the caller proved who they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SignInMethod {
     /// Development sign-in: picked from the catalog's users, no password (demo only).

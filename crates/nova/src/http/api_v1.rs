@@ -25,20 +25,21 @@ pub fn routes() -> Router<AppState> {
         .route("/catalog/locations", get(catalog_locations))
         .route("/catalog/locations/{id}/refresh", post(refresh_location))
         .route("/users/{user_ref}/claims", get(user_claims))
+        .route("/me", get(me))
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Nova API", description = "Nova's own API. The Backstage-compatible catalog API lives under /api/catalog and follows Backstage's documentation."),
     paths(
-        catalog_errors, catalog_locations, refresh_location, user_claims,
+        catalog_errors, catalog_locations, refresh_location, user_claims, me,
         super::tokens_api::list, super::tokens_api::create, super::tokens_api::revoke,
         super::flags_api::list, super::flags_api::one, super::flags_api::create, super::flags_api::change, super::flags_api::evaluation,
         super::audit_api::query, super::audit_api::verify,
         super::credentials_api::list, super::credentials_api::one, super::credentials_api::put, super::credentials_api::revoke,
         super::builds_api::request, super::builds_api::list, super::builds_api::one, super::builds_api::cancel, super::builds_api::log, super::builds_api::events,
     ),
-    components(schemas(ErrorsResponse, ErrorItem, LocationItem, ClaimsResponse, Problem,
+    components(schemas(ErrorsResponse, ErrorItem, LocationItem, ClaimsResponse, MeResponse, Problem,
         crate::auth::tokens::TokenInfo, super::tokens_api::NewToken, crate::flags::Flag, crate::flags::Rollout, super::flags_api::NewFlag, crate::audit::StoredEvent,
         crate::secrets::credentials::CredentialInfo, crate::secrets::credentials::CredentialRequest, crate::secrets::credentials::CredentialKind,
         super::builds_api::BuildRequest, super::builds_api::BuildArgInput, crate::builds::store::Build, crate::builds::store::StoredBuildArg))
@@ -176,5 +177,37 @@ async fn user_claims(State(state): State<AppState>, Path(user_ref): Path<String>
         }
         .into(),
         claims: claims.iter().map(ToString::to_string).collect(),
+    }))
+}
+
+/// The caller as Nova sees them.
+#[derive(Serialize, ToSchema)]
+struct MeResponse {
+    user: String,
+    #[serde(rename = "displayName")]
+    display_name: String,
+    /// How they signed in: `dev`, `oidc`, `proxy` or `token`.
+    method: crate::auth::SignInMethod,
+    /// Whether they are a platform admin (a member of `auth.admin_group`).
+    admin: bool,
+    /// Whether the catalog knows them (unknown users own nothing).
+    known: bool,
+    /// Their ownership claims: themselves, their groups and (in transitive mode) those groups'
+    /// ancestors.
+    claims: Vec<String>,
+}
+
+/// Who the caller is: the check `nova login` makes with a token, and what sign-in resolved to.
+#[utoipa::path(get, path = "/api/v1/me",
+    responses((status = 200, body = MeResponse), (status = 401, body = Problem, content_type = "application/problem+json")))]
+async fn me(State(state): State<AppState>, actor: Actor) -> Result<Json<MeResponse>, AppError> {
+    let user = actor.user().ok_or_else(|| AppError::Unauthorized("Sign in, or send an API token (Authorization: Bearer nova_...).".into()))?;
+    Ok(Json(MeResponse {
+        user: user.entity_ref.to_string(),
+        display_name: user.display_name.clone(),
+        method: user.method,
+        admin: user.admin,
+        known: state.catalog.snapshot().get(&user.entity_ref).is_some(),
+        claims: user.claims.iter().map(ToString::to_string).collect(),
     }))
 }

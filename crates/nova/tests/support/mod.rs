@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod canary;
+pub mod oidc;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
@@ -80,6 +81,9 @@ pub struct Options {
     pub database_url: Option<String>,
     /// Use this directory instead of a fresh one.
     pub dir: Option<tempfile::TempDir>,
+    /// Serve on this listener (bound beforehand when the configuration must name Nova's own
+    /// address, as an OIDC redirect URL does) instead of a fresh one.
+    pub listener: Option<tokio::net::TcpListener>,
 }
 
 /// The example catalog shipped in `examples/catalog`.
@@ -137,7 +141,10 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     let locations: Vec<LocationSpec> = opts.locations.iter().map(|l| LocationSpec::infer(l, dir.path()).expect("valid test location")).collect();
     let app = App::build(config, locations).await.expect("Nova builds");
     let state = app.state.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = match opts.listener {
+        Some(l) => l,
+        None => tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+    };
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(app.serve(listener, shutdown.clone()));
