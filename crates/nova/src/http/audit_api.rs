@@ -22,6 +22,8 @@ pub fn routes() -> Router<AppState> {
 fn time_param(params: &Params, name: &str) -> Result<Option<i64>, AppError> {
     params
         .get(name)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
         .map(|v| {
             v.parse::<i64>().or_else(|_| {
                 time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
@@ -54,23 +56,40 @@ pub fn visible_targets(state: &AppState, actor: &Actor) -> Vec<String> {
            ("cursor" = Option<i64>, Query), ("limit" = Option<usize>, Query)),
     responses((status = 200, description = "`{events, next}`"), (status = 401, body = super::error::Problem)))]
 async fn query(State(state): State<AppState>, actor: Actor, params: Params) -> Result<Json<serde_json::Value>, AppError> {
+    let page = scoped_query(&state, &actor, &params).await?;
+    Ok(Json(json!({ "events": page.events, "next": page.next, "scope": if page.admin { "all" } else { "owned" } })))
+}
+
+/// One page of the audit log as a caller may see it.
+pub struct ScopedPage {
+    pub events: Vec<StoredEvent>,
+    /// The cursor of the next page.
+    pub next: Option<i64>,
+    /// Whether the caller sees everything (a platform admin) or only what they own.
+    pub admin: bool,
+}
+
+/// The events `actor` may see, filtered by `params` (`actor`, `action`, `target`, `since`,
+/// `until`, `cursor`, `limit`); the API and the console's audit page both come here.
+pub async fn scoped_query(state: &AppState, actor: &Actor, params: &Params) -> Result<ScopedPage, AppError> {
     if actor.user().is_none() {
-        authz::require(&state, &actor, Action::ReadSensitive, &Target::Platform).await?;
+        authz::require(state, actor, Action::ReadSensitive, &Target::Platform).await?;
     }
     let admin = actor.user().is_some_and(|u| u.admin);
     let cursor = params.get("cursor").map(|c| c.parse::<i64>().map_err(|_| AppError::invalid("cursor", "must be an event sequence number"))).transpose()?;
+    let text = |name: &str| params.get(name).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
     let q = AuditQuery {
-        actor: params.get("actor").map(str::to_string),
-        action: params.get("action").map(str::to_string),
-        target: params.get("target").map(str::to_string),
-        targets_in: (!admin).then(|| visible_targets(&state, &actor)),
-        since: time_param(&params, "since")?,
-        until: time_param(&params, "until")?,
+        actor: text("actor"),
+        action: text("action"),
+        target: text("target"),
+        targets_in: (!admin).then(|| visible_targets(state, actor)),
+        since: time_param(params, "since")?,
+        until: time_param(params, "until")?,
         before_seq: cursor,
         limit: params.usize("limit")?.unwrap_or(100).min(1000),
     };
-    let (events, next): (Vec<StoredEvent>, Option<i64>) = state.audit.query(&q).await?;
-    Ok(Json(json!({ "events": events, "next": next, "scope": if admin { "all" } else { "owned" } })))
+    let (events, next) = state.audit.query(&q).await?;
+    Ok(ScopedPage { events, next, admin })
 }
 
 /// Verifies the hash chain (platform admins).

@@ -86,9 +86,16 @@ async fn create(State(state): State<AppState>, actor: Actor, body: axum::body::B
 async fn change(State(state): State<AppState>, actor: Actor, Path(key): Path<String>, body: axum::body::Bytes) -> Result<Json<Flag>, AppError> {
     authz::require(&state, &actor, Action::ManageFlags, &Target::Platform).await?;
     let rollout: Rollout = parse(&body, "a rollout {\"enabled\", \"everyone\", \"groups\", \"users\", \"percentage\"}")?;
-    let (before, after) = state.flags.set(&key, rollout, &actor.audit_name()).await?;
-    authz::record(&state, &actor, "flags.set", format!("flag:{key}"), Outcome::Success, json!({ "before": before.rollout, "after": after.rollout })).await?;
-    Ok(Json(after))
+    Ok(Json(set_rollout(&state, &actor, &key, rollout).await?))
+}
+
+/// Replaces a flag's rollout as `actor` (platform admins only) and audits the change with the
+/// rollout before and after; the API and the console's flags page both come here.
+pub async fn set_rollout(state: &AppState, actor: &Actor, key: &str, rollout: Rollout) -> Result<Flag, AppError> {
+    authz::require(state, actor, Action::ManageFlags, &Target::Platform).await?;
+    let (before, after) = state.flags.set(key, rollout, &actor.audit_name()).await?;
+    authz::record(state, actor, "flags.set", format!("flag:{key}"), Outcome::Success, json!({ "before": before.rollout, "after": after.rollout })).await?;
+    Ok(after)
 }
 
 /// How a flag evaluates for the caller.

@@ -16,6 +16,7 @@ use crate::auth::Actor;
 use crate::auth::tokens::TokenInfo;
 use crate::authz;
 use crate::storage::now_ms;
+use nova_domain::Sensitive;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/tokens", get(list).post(create)).route("/tokens/{id}", delete(revoke))
@@ -51,7 +52,8 @@ pub fn validate_new_token(state: &AppState, req: &NewToken) -> Result<Option<i64
     Ok(ttl_ms.map(|t| now_ms() + t))
 }
 
-fn signed_in(actor: &Actor) -> Result<&crate::auth::User, AppError> {
+/// The signed-in caller; tokens are personal, so anonymous callers have none.
+pub fn signed_in(actor: &Actor) -> Result<&crate::auth::User, AppError> {
     actor.user().ok_or_else(|| AppError::Unauthorized("Sign in to manage API tokens.".into()))
 }
 
@@ -66,23 +68,38 @@ async fn list(State(state): State<AppState>, actor: Actor) -> Result<Json<Vec<To
 #[utoipa::path(post, path = "/api/v1/tokens", request_body = NewToken,
     responses((status = 201, description = "`{token, info}`; the token is shown only here"), (status = 400, body = super::error::Problem), (status = 401, body = super::error::Problem)))]
 async fn create(State(state): State<AppState>, actor: Actor, body: axum::body::Bytes) -> Result<(StatusCode, Json<serde_json::Value>), AppError> {
-    let user = signed_in(&actor)?;
+    signed_in(&actor)?;
     let req: NewToken = serde_json::from_slice(&body).map_err(|e| AppError::invalid("body", format!("must be {{\"name\": ..., \"expiresInDays\": ...}}: {e}")))?;
-    let expires_at = validate_new_token(&state, &req)?;
+    let (token, info) = create_token(&state, &actor, &req).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "token": token.expose(), "info": info }))))
+}
+
+/// Makes a token for the signed-in caller after checking the request, and audits it (the API
+/// and the console's tokens page both come here). The token is returned to be shown once.
+pub async fn create_token(state: &AppState, actor: &Actor, req: &NewToken) -> Result<(Sensitive<String>, TokenInfo), AppError> {
+    let user = signed_in(actor)?;
+    let expires_at = validate_new_token(state, req)?;
     let known = state.catalog.snapshot().get(&user.entity_ref).is_some();
     let (token, info) = state.auth.tokens.create(&user.entity_ref, req.name.trim(), expires_at, known).await?;
-    authz::record(&state, &actor, "auth.token.create", format!("token:{}", info.id), Outcome::Success, json!({ "name": info.name, "prefix": info.prefix, "expiresAt": info.expires_at })).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "token": token.expose(), "info": info }))))
+    authz::record(state, actor, "auth.token.create", format!("token:{}", info.id), Outcome::Success, json!({ "name": info.name, "prefix": info.prefix, "expiresAt": info.expires_at })).await?;
+    Ok((token, info))
 }
 
 /// Revokes one of the caller's tokens.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", params(("id" = String, Path, description = "Token id")),
     responses((status = 204), (status = 404, body = super::error::Problem), (status = 401, body = super::error::Problem)))]
 async fn revoke(State(state): State<AppState>, actor: Actor, Path(id): Path<String>) -> Result<StatusCode, AppError> {
-    let user = signed_in(&actor)?;
-    if !state.auth.tokens.revoke(&user.entity_ref, &id).await? {
+    revoke_token(&state, &actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes one of the signed-in caller's tokens and audits it; 404 when they have no such
+/// active token.
+pub async fn revoke_token(state: &AppState, actor: &Actor, id: &str) -> Result<(), AppError> {
+    let user = signed_in(actor)?;
+    if !state.auth.tokens.revoke(&user.entity_ref, id).await? {
         return Err(AppError::NotFound(format!("you have no active token {id}")));
     }
-    authz::record(&state, &actor, "auth.token.revoke", format!("token:{id}"), Outcome::Success, json!({})).await?;
-    Ok(StatusCode::NO_CONTENT)
+    authz::record(state, actor, "auth.token.revoke", format!("token:{id}"), Outcome::Success, json!({})).await?;
+    Ok(())
 }

@@ -9,18 +9,24 @@
 //! - `system.rs`: system and domain pages
 //! - `status.rs`: catalog errors and locations
 //! - `credentials.rs`: a team's credentials (metadata, register, rotate, revoke)
+//! - `tokens.rs`: the signed-in user's API tokens (make, shown once; list; revoke)
+//! - `flags.rs`: feature flags (admins change stages and switch off; others read)
+//! - `audit.rs`: the audit log (the viewer's scope, filters, chain verification for admins)
 //! - `session.rs`: development sign-in and sign-out
 //! - `view.rs`: what pages share (links to entities, the page chrome)
 
+pub mod audit;
 pub mod builds;
 pub mod catalog;
 pub mod credentials;
 pub mod entity;
+pub mod flags;
 pub mod images;
 pub mod org;
 pub mod session;
 pub mod status;
 pub mod system;
+pub mod tokens;
 pub mod view;
 
 use askama::Template;
@@ -48,6 +54,12 @@ pub fn routes() -> Router<AppState> {
         .route("/locations", get(status::locations))
         .route("/teams/{team}/credentials", get(credentials::show).post(credentials::submit))
         .route("/teams/{team}/credentials/{name}/revoke", post(credentials::revoke))
+        .route("/tokens", get(tokens::show).post(tokens::create))
+        .route("/tokens/{id}/revoke", post(tokens::revoke))
+        .route("/flags", get(flags::show))
+        .route("/flags/{key}", post(flags::change))
+        .route("/flags/{key}/switch-off", post(flags::switch_off))
+        .route("/audit", get(audit::show))
         .route("/sign-in", get(session::page).post(session::sign_in))
         .route("/sign-out", post(session::sign_out))
         .route("/auth/oidc/start", get(session::oidc_start))

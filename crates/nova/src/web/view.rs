@@ -19,7 +19,8 @@ pub struct Chrome {
     pub errors: usize,
     /// The search box's text.
     pub search: String,
-    /// Which navigation entry is current: `catalog`, `errors`, `locations`, `sign-in` or ``.
+    /// Which navigation entry is current: `catalog`, `errors`, `locations`, `flags`, `audit`,
+    /// `tokens`, `sign-in` or ``.
     pub section: &'static str,
 }
 
