@@ -49,6 +49,22 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, for the policy table (docs/IDENTITY.md) and its test.
+    pub const ALL: [Action; 12] = [
+        Action::Read,
+        Action::ReadSensitive,
+        Action::Build,
+        Action::CancelBuild,
+        Action::ManageCredentials,
+        Action::Promote,
+        Action::Approve,
+        Action::ManageFlags,
+        Action::ReadAudit,
+        Action::ManageLocations,
+        Action::Refresh,
+        Action::Admin,
+    ];
+
     /// The action's name in audit records.
     pub fn as_str(self) -> &'static str {
         match self {

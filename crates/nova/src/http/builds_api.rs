@@ -261,6 +261,10 @@ async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Js
 #[utoipa::path(post, path = "/api/v1/builds/{id}/cancel", params(("id" = String, Path, description = "Build id")),
     responses((status = 200, body = Build), (status = 403, body = super::error::Problem), (status = 404, body = super::error::Problem), (status = 409, body = super::error::Problem)))]
 async fn cancel(State(state): State<AppState>, actor: Actor, Path(id): Path<String>) -> Result<Json<Build>, AppError> {
+    // Anonymous callers are refused before they can learn which build ids exist.
+    if actor.user().is_none() {
+        authz::require(&state, &actor, Action::CancelBuild, &authz::Target::Platform).await?;
+    }
     let build = find(&state, &id).await?;
     let entity = EntityRef::parse(&build.component_ref).map_err(|e| AppError::Internal(e.into()))?;
     authz::require(&state, &actor, Action::CancelBuild, &authz::entity_target(&state, &entity)).await?;

@@ -101,16 +101,20 @@ fn open_path(path: &str) -> bool {
         || ["/static/", "/auth/", "/ofrep/"].iter().any(|p| path.starts_with(p))
 }
 
-/// When `auth.anonymous_read` is off, reads need a signed-in caller: the API answers 401, the
-/// console sends the browser to the sign-in page. (Writes are decided by each handler.)
+/// Identifies the caller of every request outside the open paths, so presented credentials
+/// that are refused (a revoked token, identity headers from an untrusted address) are answered
+/// 401 and audited even on routes anyone may read. When `auth.anonymous_read` is off, reads
+/// need a signed-in caller: the API answers 401, the console sends the browser to the sign-in
+/// page. (Writes are decided by each handler.)
 async fn read_gate(axum::extract::State(state): axum::extract::State<AppState>, mut req: Request, next: Next) -> Response {
     use axum::response::IntoResponse;
-    if state.auth.anonymous_read || open_path(req.uri().path()) {
+    if open_path(req.uri().path()) {
         return next.run(req).await;
     }
     let remote = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
     match crate::auth::actor_of(&state, req.headers(), remote).await {
         Err(e) => e.into_response(),
+        Ok(crate::auth::Actor::Anonymous) if state.auth.anonymous_read => next.run(req).await,
         Ok(crate::auth::Actor::Anonymous) if req.uri().path().starts_with("/api/") => {
             AppError::Unauthorized("Sign in, or send an API token (Authorization: Bearer nova_...).".into()).into_response()
         }

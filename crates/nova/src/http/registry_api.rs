@@ -111,15 +111,25 @@ struct RefreshResponse {
         (status = 429, body = Problem, content_type = "application/problem+json", description = "Refreshed too recently; see Retry-After"),
     ))]
 async fn refresh(State(state): State<AppState>, actor: Actor, Path((kind, namespace, name)): Path<(String, String, String)>) -> Result<Response, AppError> {
+    authorize_refresh(&state, &actor, &kind, &namespace, &name).await?;
     let c = component(&state, &actor, &kind, &namespace, &name).await?;
-    let jobs = request_refresh(&state, &actor, &c).await?;
+    let jobs = request_refresh(&state, &c).await?;
     Ok((StatusCode::ACCEPTED, Json(RefreshResponse { jobs })).into_response())
 }
 
-/// Asks for a refresh of every repository of `c` (signed-in users only; audited); too soon is
-/// a 429 with the wait.
-pub async fn request_refresh(state: &AppState, actor: &Actor, c: &Component) -> Result<Vec<String>, AppError> {
-    authz::require(state, actor, Action::Refresh, &authz::entity_target(state, &c.entity_ref)).await?;
+/// Refuses (and audits) a refresh by someone who may not ask for one (anonymous callers),
+/// before anything about the component or the registry configuration is looked up.
+pub async fn authorize_refresh(state: &AppState, actor: &Actor, kind: &str, namespace: &str, name: &str) -> Result<(), AppError> {
+    let target = match EntityRef::parse(&format!("{kind}:{namespace}/{name}")) {
+        Ok(entity) => authz::entity_target(state, &entity),
+        Err(_) => authz::Target::Platform,
+    };
+    authz::require(state, actor, Action::Refresh, &target).await
+}
+
+/// Asks for a refresh of every repository of `c`; too soon is a 429 with the wait.
+/// Callers check [`authorize_refresh`] first.
+pub async fn request_refresh(state: &AppState, c: &Component) -> Result<Vec<String>, AppError> {
     let keys: Vec<RepoKey> = c.links.repositories.iter().map(|r| r.key.clone()).collect();
     match state.registry.request_refresh(&keys).await? {
         RefreshRequest::Queued(jobs) => Ok(jobs),

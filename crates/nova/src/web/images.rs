@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::PageError;
 use super::entity::{TabContext, TabFuture};
 use crate::auth::Actor;
-use crate::http::registry_api::{component, request_refresh};
+use crate::http::registry_api::{authorize_refresh, component, request_refresh};
 use crate::http::{AppError, AppState};
 use crate::registry::view::{self, ImageQuery};
 
@@ -44,8 +44,9 @@ fn notice_html(class: &str, text: &str) -> String {
 /// `POST /catalog/{namespace}/component/{name}/images/refresh`: queues a refresh and returns
 /// to the tab with a notice.
 pub async fn refresh(State(state): State<AppState>, actor: Actor, Path((namespace, name)): Path<(String, String)>) -> Result<Response, PageError> {
+    authorize_refresh(&state, &actor, "component", &namespace, &name).await?;
     let c = component(&state, &actor, "component", &namespace, &name).await?;
-    let outcome = match request_refresh(&state, &actor, &c).await {
+    let outcome = match request_refresh(&state, &c).await {
         Ok(_) => "queued",
         Err(AppError::TooManyRequests { .. }) => "too-soon",
         Err(e) => return Err(e.into()),
