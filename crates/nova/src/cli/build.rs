@@ -1,5 +1,5 @@
 //! `nova build start` and `nova build follow`: ask a running Nova for an image build and follow
-//! its log, through the HTTP API with an API token (`NOVA_TOKEN`).
+//! its log, through the HTTP API with an API token (`--token`, `NOVA_TOKEN` or `nova login`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -8,24 +8,14 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+use super::login::ServerArgs;
+
 #[derive(Subcommand)]
 pub enum BuildCommand {
     /// Ask for an image build of a component (owners only).
     Start(StartArgs),
     /// Print a build's log as it grows, until the build finishes.
     Follow(FollowArgs),
-}
-
-/// Where the server is and who is asking.
-#[derive(Args)]
-pub struct ServerArgs {
-    /// Nova's base URL.
-    #[arg(long, env = "NOVA_SERVER", default_value = "http://127.0.0.1:7700")]
-    server: String,
-    /// An API token (from the console or `POST /api/v1/tokens`); read from the environment so it
-    /// never appears in a process list.
-    #[arg(long, env = "NOVA_TOKEN", hide_env_values = true)]
-    token: String,
 }
 
 #[derive(Args)]
@@ -95,7 +85,8 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
     }
     let body = json!({ "gitRef": args.git_ref, "dockerfile": args.dockerfile, "context": args.context, "tag": args.tag, "buildArgs": build_args });
     let component = args.component.replace('/', "%2F");
-    let mut req = reqwest::Client::new().post(format!("{}/api/v1/components/{component}/builds", args.server.server.trim_end_matches('/'))).bearer_auth(&args.server.token).json(&body);
+    let remote = args.server.resolve()?;
+    let mut req = reqwest::Client::new().post(format!("{}/api/v1/components/{component}/builds", remote.server)).bearer_auth(&remote.token).json(&body);
     if let Some(key) = &args.idempotency_key {
         req = req.header("Idempotency-Key", key);
     }
@@ -109,11 +100,12 @@ async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {
 /// succeeded.
 async fn follow(server: &ServerArgs, id: &str) -> anyhow::Result<ExitCode> {
     let client = reqwest::Client::new();
-    let base = format!("{}/api/v1/builds/{id}", server.server.trim_end_matches('/'));
+    let remote = server.resolve()?;
+    let base = format!("{}/api/v1/builds/{id}", remote.server);
     let mut offset = 0usize;
     loop {
-        let build = answer(client.get(&base).bearer_auth(&server.token).send().await.context("cannot reach Nova")?).await?;
-        let res = client.get(format!("{base}/log?offset={offset}")).bearer_auth(&server.token).send().await.context("cannot reach Nova")?;
+        let build = answer(client.get(&base).bearer_auth(&remote.token).send().await.context("cannot reach Nova")?).await?;
+        let res = client.get(format!("{base}/log?offset={offset}")).bearer_auth(&remote.token).send().await.context("cannot reach Nova")?;
         if let Some(size) = res.headers().get("x-log-size").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()) {
             offset = size;
         }

@@ -7,6 +7,7 @@ mod credentials;
 mod registry;
 mod flags;
 mod hydrate;
+mod login;
 mod serve;
 
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(serve::ServeArgs),
+    /// Store an API token for the commands that call a running Nova (read from the terminal
+    /// or standard input, checked with the server).
+    Login(login::LoginArgs),
     /// Work with catalog files.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
@@ -73,6 +77,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Login(args) => login::run(args),
         Command::Catalog(cmd) => catalog::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Flags(cmd) => flags::run(cmd),
