@@ -40,7 +40,8 @@ export function novaBinary() {
   throw new Error(`no nova binary in ${target}/{debug,release}; run cargo build or set NOVA_BIN`);
 }
 
-async function freePort() {
+/** A free TCP port on 127.0.0.1 (for a configuration that must name Nova's address first). */
+export async function freePort() {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.on('error', reject);
@@ -54,11 +55,12 @@ async function freePort() {
 /**
  * Starts `nova serve --demo` on 127.0.0.1 with a fresh SQLite database and data directory, the
  * example catalog and one broken file (plus `catalogFiles`: {name: yaml}). `config` is TOML
- * added with --config, `env` extra environment, `args` extra flags. Resolves when /ready is 200.
+ * added with --config, `env` extra environment, `args` extra flags, `port` the port to listen on
+ * (default: a free one). Resolves when /ready is 200.
  */
-export async function startNova({ config = '', env = {}, args = [], catalogFiles = {} } = {}) {
+export async function startNova({ config = '', env = {}, args = [], catalogFiles = {}, port: chosen } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'nova-browser-'));
-  const port = await freePort();
+  const port = chosen ?? await freePort();
   const base = `http://127.0.0.1:${port}`;
   const catalogDir = path.join(dir, 'catalog');
   await mkdir(catalogDir);
@@ -139,5 +141,46 @@ export function withScreenshot(page, name, body) {
       e.message += `\n(screenshot: ${path.relative(repoRoot, file)})`;
       throw e;
     }
+  };
+}
+
+/** Where tests/oidc's provider lives, and whether its package is installed. */
+const oidcDir = path.join(repoRoot, 'tests', 'oidc');
+export const oidcProviderInstalled = () => existsSync(path.join(oidcDir, 'node_modules', 'oidc-provider', 'package.json'));
+
+/**
+ * Starts the real OpenID Connect provider of tests/oidc (npm oidc-provider with its development
+ * login and consent forms) for one client; `accounts` maps a login to its claims. Resolves to
+ * `{ issuer, stop() }` once it serves.
+ */
+export async function startOidcProvider({ clientId, clientSecret, redirectUri, accounts }) {
+  const child = spawn(process.execPath, ['provider.mjs'], {
+    cwd: oidcDir,
+    env: { ...process.env, OIDC_CLIENT_ID: clientId, OIDC_CLIENT_SECRET: clientSecret, OIDC_REDIRECT_URI: redirectUri, OIDC_ACCOUNTS: JSON.stringify(accounts) },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let log = '';
+  child.stderr.on('data', (d) => { log += d; });
+  const issuer = await new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`the OIDC provider did not start within 20 s:\n${log}`)), 20_000);
+    child.on('exit', (code) => reject(new Error(`the OIDC provider exited with ${code}:\n${log}`)));
+    child.stdout.on('data', (d) => {
+      out += d;
+      const line = out.split('\n').find((l) => l.startsWith('issuer '));
+      if (line) {
+        clearTimeout(timer);
+        resolve(line.slice('issuer '.length).trim());
+      }
+    });
+  });
+  return {
+    issuer,
+    async stop() {
+      const done = new Promise((r) => child.on('exit', r));
+      child.stdin.end();
+      child.kill('SIGTERM');
+      await done;
+    },
   };
 }
