@@ -220,6 +220,8 @@ async fn a_token_reaches_one_git_clone_and_no_argv() {
         created_at_ms: 0,
         rotated_by: None,
         rotated_at_ms: None,
+        checks: Vec::new(),
+        last_use: None,
     };
     let credential = TeamCredential { info, secret: nova_domain::Sensitive::new(password.clone()) };
     let dest = tempfile::tempdir().unwrap();

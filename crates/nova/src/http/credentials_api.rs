@@ -19,6 +19,7 @@ use crate::audit::Outcome;
 use crate::auth::Actor;
 use crate::authz::{self, Action, Target};
 use crate::secrets::SecretError;
+use crate::secrets::credential_uses::CredentialUses;
 use crate::secrets::credentials::{self, CredentialError, CredentialInfo, CredentialRequest};
 
 pub fn routes() -> Router<AppState> {
@@ -94,14 +95,26 @@ pub(crate) async fn remove(state: &AppState, actor: &Actor, team: &str, name: &s
 #[utoipa::path(get, path = "/api/v1/teams/{team}/credentials", params(("team" = String, Path)), responses((status = 200, body = [CredentialInfo]), (status = 403, body = super::error::Problem)))]
 async fn list(State(state): State<AppState>, actor: Actor, Path(team): Path<String>) -> Result<Json<Vec<CredentialInfo>>, AppError> {
     authz::require(&state, &actor, Action::ReadSensitive, &Target::Team(credentials::team_ref(&team))).await?;
-    Ok(Json(credentials::list(state.secrets.as_ref(), &team).await?))
+    Ok(Json(listed(&state, &team).await?))
+}
+
+/// The team's credentials with when builds last used them. Shared with the console.
+pub(crate) async fn listed(state: &AppState, team: &str) -> Result<Vec<CredentialInfo>, AppError> {
+    let mut infos = credentials::list(state.secrets.as_ref(), team).await?;
+    let uses = CredentialUses::new(state.db.clone()).for_team(team).await?;
+    for info in &mut infos {
+        info.last_use = uses.get(&info.name).cloned();
+    }
+    Ok(infos)
 }
 
 /// One credential's metadata.
 #[utoipa::path(get, path = "/api/v1/teams/{team}/credentials/{name}", params(("team" = String, Path), ("name" = String, Path)), responses((status = 200, body = CredentialInfo), (status = 403, body = super::error::Problem), (status = 404, body = super::error::Problem)))]
 async fn one(State(state): State<AppState>, actor: Actor, Path((team, name)): Path<(String, String)>) -> Result<Json<CredentialInfo>, AppError> {
     authz::require(&state, &actor, Action::ReadSensitive, &Target::Team(credentials::team_ref(&team))).await?;
-    Ok(Json(credentials::info(state.secrets.as_ref(), &team, &name).await?))
+    let mut info = credentials::info(state.secrets.as_ref(), &team, &name).await?;
+    info.last_use = CredentialUses::new(state.db.clone()).for_team(&team).await?.remove(&name);
+    Ok(Json(info))
 }
 
 /// Registers a credential (201), or rotates it when the team already has one with this name

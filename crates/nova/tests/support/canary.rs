@@ -32,6 +32,11 @@ impl Canary {
         Self(format!("canary-{}", uuid::Uuid::new_v4().simple()))
     }
 
+    /// A canary for a secret the test did not choose (a test server's password).
+    pub fn of(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
     /// The value.
     pub fn value(&self) -> &str {
         &self.0
