@@ -87,6 +87,10 @@ pub struct BuildsConfig {
     /// Most build requests one user may make per `request_window`; one more is refused with
     /// 429 and `Retry-After`. 0: no limit.
     pub max_requests_per_user: u32,
+    /// Check a team credential when it is registered or rotated: `git ls-remote` with it must
+    /// succeed for each repository (and a refused `git push --dry-run` proves it read-only).
+    /// Turn off only where Nova cannot reach the git servers.
+    pub check_credentials: bool,
     /// The window `max_requests_per_user` counts in.
     #[serde(with = "humantime_serde")]
     pub request_window: Duration,
@@ -104,6 +108,7 @@ impl Default for BuildsConfig {
             max_active_per_team: 10,
             max_requests_per_user: 30,
             request_window: Duration::from_secs(60),
+            check_credentials: true,
         }
     }
 }

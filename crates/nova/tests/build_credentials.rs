@@ -152,8 +152,26 @@ async fn the_owning_teams_credentials_clone_and_push_and_leak_nowhere() {
 
     // Team A registers its read-only git token and its registry push credential.
     let git_credential = json!({ "kind": "https-token", "username": "nova-test", "repositories": [git_url], "secret": git_password.value() });
+    let wrong = json!({ "kind": "https-token", "username": "nova-test", "repositories": [git_url], "secret": "not-the-password" });
+    let (status, problem) = alice.json(Method::PUT, "/api/v1/teams/team-a/credentials/git", Some(&wrong)).await;
+    assert_eq!(status, 400, "registration checks the credential with git ls-remote: {problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.starts_with("repositories[0]: git ls-remote with this credential must succeed") && !detail.contains("not-the-password"), "{detail}");
     let (status, text) = alice.send(Method::PUT, "/api/v1/teams/team-a/credentials/git", Some(&git_credential)).await;
     assert_eq!(status, 201, "{text}");
+    let registered: Value = serde_json::from_str(&text).unwrap();
+    // The test server lets an authenticated user push, so the check says so.
+    assert_eq!(registered["checks"], json!([{ "repository": git_url.trim_end_matches(".git"), "readable": true, "read_only": false }]), "{registered}");
+    // Outside private/, the test server refuses every push: the check proves read-only there.
+    let public = root.join(format!("public-{}.git", uuid::Uuid::new_v4().simple()));
+    git(work.path(), &["clone", "--quiet", "--bare", ".", public.to_str().unwrap()]);
+    let public_url = format!("{url}/{}", public.file_name().unwrap().to_str().unwrap());
+    let read_only = json!({ "kind": "https-token", "username": "nova-test", "repositories": [public_url], "secret": git_password.value() });
+    let (status, text) = alice.send(Method::PUT, "/api/v1/teams/team-a/credentials/public", Some(&read_only)).await;
+    assert_eq!(status, 201, "{text}");
+    assert!(text.contains("\"read_only\":true"), "{text}");
+    let page = alice.send(Method::GET, "/teams/team-a/credentials", None).await.1;
+    assert!(page.contains("readable, but the server accepts pushes with it"), "{page}");
     let push_credential = json!({ "kind": "registry", "username": host, "repositories": ["team-a/svc"], "secret": format!("{}:{}", PUSHER.0, PUSHER.1) });
     let (status, text) = alice.send(Method::PUT, "/api/v1/teams/team-a/credentials/push", Some(&push_credential)).await;
     assert_eq!(status, 201, "{text}");
@@ -205,7 +223,8 @@ async fn the_owning_teams_credentials_clone_and_push_and_leak_nowhere() {
     assert_eq!(uses.len(), 4, "two builds, a clone and a push each");
     assert!(uses.iter().all(|e| e.target.starts_with("credential:team-a/") && e.details["build"].is_string()), "{uses:?}");
     let (_, listed) = alice.json(Method::GET, "/api/v1/teams/team-a/credentials", None).await;
-    assert!(listed.as_array().unwrap().iter().all(|c| c["last_use"]["at_ms"].is_i64()), "{listed}");
+    let used: Vec<&str> = listed.as_array().unwrap().iter().filter(|c| c["last_use"]["at_ms"].is_i64()).map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(used, ["git", "push"], "{listed}");
 
     // Nowhere: logs, responses (build logs and events included), database, metrics, argv.
     let (_, events) = alice.send(Method::GET, &format!("/api/v1/builds/{}/events", by_branch["id"].as_str().unwrap()), None).await;

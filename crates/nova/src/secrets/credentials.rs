@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Precondition, SecretData, SecretError, SecretPath, SecretStore};
 use crate::catalog::Snapshot;
+use crate::git_remote::AccessCheck;
 
 /// Most repositories one credential may cover.
 pub const MAX_REPOSITORIES: usize = 5;
@@ -61,7 +62,7 @@ pub struct CredentialInfo {
     /// What registering (or rotating) found out about each repository: readable with the
     /// credential, and whether a push was refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub checks: Vec<crate::git_remote::AccessCheck>,
+    pub checks: Vec<AccessCheck>,
     /// When a build last used it; from Nova's database, not the secret store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_use: Option<super::credential_uses::LastUse>,
@@ -364,9 +365,10 @@ pub async fn info(store: &dyn SecretStore, team: &str, name: &str) -> Result<Cre
 }
 
 /// Registers a credential, or rotates it when `team` already has one called `name` (the value
-/// and the other fields are replaced; who created it and when are kept). Returns the metadata
+/// and the other fields are replaced; who created it and when are kept), with the result of
+/// [`check_access`] (empty when not checked). Returns the metadata
 /// and whether it was a rotation.
-pub async fn put(store: &dyn SecretStore, team: &str, name: &str, req: &CredentialRequest, actor: &str, now_ms: i64) -> Result<(CredentialInfo, bool), CredentialError> {
+pub async fn put(store: &dyn SecretStore, team: &str, name: &str, req: &CredentialRequest, checks: Vec<AccessCheck>, actor: &str, now_ms: i64) -> Result<(CredentialInfo, bool), CredentialError> {
     let p = path(team, name)?;
     let repositories = validate(req)?;
     for other in list(store, team).await? {
@@ -393,7 +395,7 @@ pub async fn put(store: &dyn SecretStore, team: &str, name: &str, req: &Credenti
         created_at_ms: now_ms,
         rotated_by: None,
         rotated_at_ms: None,
-        checks: Vec::new(),
+        checks,
         last_use: None,
     };
     let (precondition, rotated) = match existing {
@@ -408,6 +410,43 @@ pub async fn put(store: &dyn SecretStore, team: &str, name: &str, req: &Credenti
     };
     store.put(&p, &join(&info, &req.secret), precondition).await?;
     Ok((info, rotated))
+}
+
+/// Tries the credential a request registers against each of its git repositories before it
+/// is stored: `git ls-remote` must succeed (else the request is refused, naming the repository
+/// and git's reason, never the value), and over HTTP(S) a `git push --dry-run` that the server
+/// refuses proves it read-only. A registry credential is not checked (empty answer).
+pub async fn check_access(git: &str, req: &CredentialRequest) -> Result<Vec<AccessCheck>, CredentialError> {
+    let repositories = validate(req)?;
+    if req.kind == CredentialKind::Registry {
+        return Ok(Vec::new());
+    }
+    let info = CredentialInfo {
+        team: String::new(),
+        name: String::new(),
+        kind: req.kind,
+        repositories: repositories.clone(),
+        username: req.username.as_ref().map(|u| u.trim().to_string()),
+        description: String::new(),
+        created_by: String::new(),
+        created_at_ms: 0,
+        rotated_by: None,
+        rotated_at_ms: None,
+        checks: Vec::new(),
+        last_use: None,
+    };
+    let credential = TeamCredential { info, secret: req.secret.clone() };
+    let mut checks = Vec::with_capacity(repositories.len());
+    for (i, (given, normalised)) in req.repositories.iter().zip(repositories).enumerate() {
+        let mut check = crate::git_remote::check_access(git, given.trim(), &credential).await;
+        if !check.readable {
+            let why = check.error.unwrap_or_default();
+            return Err(invalid(format!("repositories[{i}]"), format!("git ls-remote with this credential must succeed, and it failed: {why}")));
+        }
+        check.repository = normalised;
+        checks.push(check);
+    }
+    Ok(checks)
 }
 
 /// Revokes (deletes) a credential. `NotFound` when there is none.

@@ -28,6 +28,7 @@ struct Row {
     created: String,
     rotated: String,
     last_used: String,
+    check: String,
 }
 
 impl From<CredentialInfo> for Row {
@@ -38,11 +39,28 @@ impl From<CredentialInfo> for Row {
             username: c.username.unwrap_or_default(),
             description: c.description,
             created: format!("{} by {}", time_text(Some(c.created_at_ms)), c.created_by),
+            check: check_text(&c.checks),
             last_used: c.last_use.as_ref().map_or_else(|| "never".into(), |u| format!("{} (build {})", time_text(Some(u.at_ms)), u.build)),
             rotated: c.rotated_at_ms.map_or_else(|| "never".into(), |t| format!("{} by {}", time_text(Some(t)), c.rotated_by.unwrap_or_default())),
             name: c.name,
         }
     }
+}
+
+/// What registering found out, per repository.
+fn check_text(checks: &[crate::git_remote::AccessCheck]) -> String {
+    if checks.is_empty() {
+        return "not checked".into();
+    }
+    let one = |c: &crate::git_remote::AccessCheck| match c.read_only {
+        Some(true) => "readable, read-only (push refused)",
+        Some(false) => "readable, but the server accepts pushes with it",
+        None => "readable",
+    };
+    if checks.len() == 1 {
+        return one(&checks[0]).into();
+    }
+    checks.iter().map(|c| format!("{}: {}", c.repository, one(c))).collect::<Vec<_>>().join("; ")
 }
 
 fn kind_name(kind: CredentialKind) -> &'static str {
