@@ -7,9 +7,6 @@ use utoipa::ToSchema;
 use super::backend::RunHandle;
 use crate::storage::{Db, StorageError, now_ms};
 
-/// States a build does not leave.
-pub const FINAL_STATES: [&str; 5] = ["succeeded", "failed", "cancelled", "timed_out", "lost"];
-
 /// A `--build-arg` as stored and shown. Secret arguments are not accepted yet, so every value
 /// here may be shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
