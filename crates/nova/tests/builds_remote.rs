@@ -149,6 +149,17 @@ async fn jenkins_and_github_builds_are_started_tracked_and_cancelled_through_the
     let cancelled = s.app.get_json(&format!("/api/v1/builds/{second}"), 200).await;
     assert_eq!(cancelled["state"], "cancelled");
 
+    // Jenkins forgets a running build (deleted, or lost in a restart): the build is lost.
+    let (_, _, third) = s.request("svc", "v3", None).await;
+    let third = third["id"].as_str().unwrap().to_string();
+    s.wait(&third, "queued", |b, _| b["state"] == "queued").await;
+    d.release_queue();
+    s.wait(&third, "running", |b, _| b["state"] == "running").await;
+    d.delete_build(JOB, 3);
+    let lost = s.wait(&third, "a final state", |b, _| b["finishedAt"].is_i64()).await;
+    assert_eq!(lost["state"], "lost", "{lost}");
+    assert!(lost["reason"].as_str().unwrap().starts_with("ci no longer knows this build's run"), "{lost}");
+
     // GitHub Actions: dispatched with the build's id, followed to its failure.
     let (status, _, gh) = s.request("gh-svc", "v1", None).await;
     assert_eq!(status, 201, "{gh}");
