@@ -78,6 +78,8 @@ async fn push_refused(git: &str, url: &str, credential: &TeamCredential) -> Resu
 
 fn command(git: &str) -> crate::process::Command {
     let mut cmd = crate::process::command(git);
+    // Never a remote helper that runs a command (`ext::`), whatever git's own configuration says.
+    cmd.args(["-c", "protocol.ext.allow=never"]);
     cmd.env("GIT_TERMINAL_PROMPT", "0").env("GIT_ASKPASS", "true").stdin(Stdio::null());
     cmd
 }
@@ -104,4 +106,39 @@ async fn run(mut cmd: crate::process::Command, credential: Option<&TeamCredentia
         last = last.replace(c.secret.expose().as_str(), "**REDACTED**");
     }
     Err(RemoteError(format!("{what} failed ({}){}", out.status, if last.is_empty() { String::new() } else { format!(": {last}") })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_command_running_remote_helper_never_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let err = resolve("git", &format!("ext::touch {}", marker.display()), "main", None).await.unwrap_err();
+        assert!(!marker.exists(), "ext:: ran a command");
+        assert!(err.0.starts_with("git ls-remote failed") && err.0.contains("not allowed"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn branches_and_annotated_tags_resolve_to_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git").arg("-C").arg(dir.path()).args(["-c", "user.name=t", "-c", "user.email=t@example.com"]).args(args).output().unwrap();
+            assert!(out.status.success(), "{args:?}");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        git(&["init", "-q", "-b", "main"]);
+        git(&["commit", "-q", "--allow-empty", "-m", "one"]);
+        git(&["tag", "-a", "v1", "-m", "v1"]);
+        let one = git(&["rev-parse", "HEAD"]);
+        git(&["commit", "-q", "--allow-empty", "-m", "two"]);
+        let two = git(&["rev-parse", "HEAD"]);
+        let url = dir.path().display().to_string();
+        assert_eq!(resolve("git", &url, "main", None).await.unwrap().as_deref(), Some(two.as_str()));
+        assert_eq!(resolve("git", &url, "v1", None).await.unwrap().as_deref(), Some(one.as_str()));
+        assert_eq!(resolve("git", &url, "refs/heads/main", None).await.unwrap().as_deref(), Some(two.as_str()));
+        assert_eq!(resolve("git", &url, "nope", None).await.unwrap(), None);
+    }
 }

@@ -160,6 +160,8 @@ impl LocalRunner {
 
     fn git(&self) -> Command {
         let mut c = crate::process::command(&self.config.git);
+        // Never a remote helper that runs a command (`ext::`), whatever git's own configuration says.
+        c.args(["-c", "protocol.ext.allow=never"]);
         // No credential prompts: a clone without the team's credential fails instead of waiting.
         c.env("GIT_TERMINAL_PROMPT", "0").env("GIT_ASKPASS", "true").env("SSH_ASKPASS", "true");
         c
