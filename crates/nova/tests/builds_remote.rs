@@ -186,6 +186,10 @@ async fn jenkins_and_github_builds_are_started_tracked_and_cancelled_through_the
 async fn team_and_user_limits_answer_429_with_retry_after() {
     let d = jenkins().await;
     let s = setup(&d, None, (2, 3)).await;
+    let doc = s.app.get_json("/api/v1/openapi.json", 200).await;
+    let schemas = &doc["components"]["schemas"];
+    assert!(schemas["Build"]["properties"]["gitCommit"].is_object() && schemas["Build"]["properties"]["runUrl"].is_object(), "{}", schemas["Build"]);
+    assert!(schemas["AccessCheck"].is_object() && schemas["LastUse"].is_object(), "the credential metadata's parts are documented");
     let (status, _, first) = s.request("svc", "a", Some("key-a")).await;
     assert_eq!(status, 201, "{first}");
     let (status, _, _) = s.request("svc", "b", None).await;

@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
     components(schemas(ErrorsResponse, ErrorItem, LocationItem, ClaimsResponse, Problem,
         crate::auth::tokens::TokenInfo, super::tokens_api::NewToken, crate::flags::Flag, crate::flags::Rollout, super::flags_api::NewFlag, crate::audit::StoredEvent,
         crate::secrets::credentials::CredentialInfo, crate::secrets::credentials::CredentialRequest, crate::secrets::credentials::CredentialKind,
+        crate::git_remote::AccessCheck, crate::secrets::credential_uses::LastUse,
         super::builds_api::BuildRequest, super::builds_api::BuildArgInput, crate::builds::store::Build, crate::builds::store::StoredBuildArg))
 )]
 struct ApiDoc;
