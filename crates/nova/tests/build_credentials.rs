@@ -119,7 +119,7 @@ async fn the_owning_teams_credentials_clone_and_push_and_leak_nowhere() {
     }
     let Some(registry) = TestRegistry::start(Auth::Basic).await else { return };
     let root = std::path::PathBuf::from(std::env::var("NOVA_TEST_GIT_HTTP_ROOT").expect("set with the URL"));
-    let git_password = Canary::of(std::env::var("NOVA_TEST_GIT_HTTP_PASSWORD").expect("set with the URL"));
+    let git_password = Canary::of(&std::env::var("NOVA_TEST_GIT_HTTP_PASSWORD").expect("set with the URL"));
     let registry_password = Canary::of(PUSHER.1);
 
     // A private repository: a Dockerfile on main, an annotated tag, and a later commit on main.

@@ -32,9 +32,9 @@ impl Canary {
         Self(format!("canary-{}", uuid::Uuid::new_v4().simple()))
     }
 
-    /// A canary for a secret the test did not choose (a test server's password).
-    pub fn of(value: impl Into<String>) -> Self {
-        Self(value.into())
+    /// A canary for a secret a real component dictates (a test server's password, say).
+    pub fn of(value: &str) -> Self {
+        Self(value.to_owned())
     }
 
     /// The value.
