@@ -4,7 +4,8 @@ ALTER TABLE builds ADD COLUMN git_commit TEXT;
 ALTER TABLE builds ADD COLUMN run_handle TEXT;
 -- The remote log offset already copied into `log`.
 ALTER TABLE builds ADD COLUMN run_log_offset BIGINT NOT NULL DEFAULT 0;
-CREATE INDEX builds_active ON builds (state, requested_by);
+CREATE INDEX builds_by_state ON builds (state);
+CREATE INDEX builds_by_user ON builds (requested_by, created_at);
 
 -- When each team credential was last handed to a build (the secret store keeps the rest).
 CREATE TABLE credential_uses (
