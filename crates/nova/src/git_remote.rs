@@ -78,8 +78,9 @@ async fn push_refused(git: &str, url: &str, credential: &TeamCredential) -> Resu
 
 fn command(git: &str) -> crate::process::Command {
     let mut cmd = crate::process::command(git);
-    // Never a remote helper that runs a command (`ext::`), whatever git's own configuration says.
-    cmd.args(["-c", "protocol.ext.allow=never"]);
+    // Never a remote helper that runs a command (`ext::`), whatever git's own configuration says,
+    // and no credential helper of the machine: only the team credential Nova hands over.
+    cmd.args(["-c", "protocol.ext.allow=never", "-c", "credential.helper="]);
     cmd.env("GIT_TERMINAL_PROMPT", "0").env("GIT_ASKPASS", "true").stdin(Stdio::null());
     cmd
 }

@@ -160,8 +160,9 @@ impl LocalRunner {
 
     fn git(&self) -> Command {
         let mut c = crate::process::command(&self.config.git);
-        // Never a remote helper that runs a command (`ext::`), whatever git's own configuration says.
-        c.args(["-c", "protocol.ext.allow=never"]);
+        // Never a remote helper that runs a command (`ext::`), whatever git's own configuration says,
+        // and no credential helper of the machine: only the team credential Nova hands over.
+        c.args(["-c", "protocol.ext.allow=never", "-c", "credential.helper="]);
         // No credential prompts: a clone without the team's credential fails instead of waiting.
         c.env("GIT_TERMINAL_PROMPT", "0").env("GIT_ASKPASS", "true").env("SSH_ASKPASS", "true");
         c
