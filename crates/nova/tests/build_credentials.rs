@@ -121,6 +121,12 @@ async fn the_owning_teams_credentials_clone_and_push_and_leak_nowhere() {
     let root = std::path::PathBuf::from(std::env::var("NOVA_TEST_GIT_HTTP_ROOT").expect("set with the URL"));
     let git_password = Canary::of(&std::env::var("NOVA_TEST_GIT_HTTP_PASSWORD").expect("set with the URL"));
     let registry_password = Canary::of(PUSHER.1);
+    // A credential helper on the machine that would answer for any repository with the right
+    // password: Nova must not let git ask it (team B's build must still fail to clone). This
+    // binary has one test, so changing its environment affects nothing else.
+    let home = tempfile::tempdir().unwrap();
+    let helper = write_file(home.path(), "gitconfig", &format!("[credential]\n\thelper = \"!f() {{ echo username=nova-test; echo password={}; }}; f\"\n", git_password.value()));
+    unsafe { std::env::set_var("GIT_CONFIG_GLOBAL", &helper) };
 
     // A private repository: a Dockerfile on main, an annotated tag, and a later commit on main.
     let work = tempfile::tempdir().unwrap();
