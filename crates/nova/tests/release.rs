@@ -1,0 +1,315 @@
+//! Release: artifacts, promotions through gated environments and the GitOps write-back, against
+//! the real git server scripts/test starts (`git http-backend` behind basic authentication, its
+//! password being the environments' write credential, kept in Nova's secret store).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use nova::builds::store::{BuildStore, NewBuild};
+use nova::release::EnvironmentConfig;
+use nova::release::artifacts::{ArtifactStore, NewArtifact};
+use nova::secrets::{Precondition, SecretData, SecretPath};
+use nova_domain::{Digest, Sensitive};
+use serde_json::{Value, json};
+use support::canary::{Canary, capture_logs};
+use support::*;
+
+/// The git server scripts/test started: base URL, repository root, password of `private/`.
+fn git_server() -> Option<(String, std::path::PathBuf, String)> {
+    let url = require("git HTTP server", std::env::var("NOVA_TEST_GIT_HTTP_URL").ok(), "scripts/test starts it with start_git_http")?;
+    let root = std::env::var("NOVA_TEST_GIT_HTTP_ROOT").expect("set with the URL");
+    Some((url, root.into(), std::env::var("NOVA_TEST_GIT_HTTP_PASSWORD").expect("set with the URL")))
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git").args(["-c", "user.name=Nova Test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"]).args(args).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const KUSTOMIZATION: &str = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../base\nimages:\n- name: shop\n  newTag: old\n";
+
+/// A GitOps repository with a dev and a prod overlay for `shop`, published under `private/`.
+fn publish_gitops(root: &Path) -> String {
+    let name = format!("private/gitops-{}", uuid::Uuid::new_v4().simple());
+    let work = tempfile::tempdir().unwrap();
+    git(work.path(), &["init", "--quiet"]);
+    for env in ["dev", "prod"] {
+        write_file(work.path(), &format!("apps/shop/{env}/kustomization.yaml"), KUSTOMIZATION);
+    }
+    git(work.path(), &["add", "-A"]);
+    git(work.path(), &["commit", "--quiet", "-m", "overlays"]);
+    let bare = root.join(format!("{name}.git"));
+    std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
+    git(work.path(), &["clone", "--quiet", "--bare", ".", bare.to_str().unwrap()]);
+    name
+}
+
+/// The file on the branch of the bare repository, and the branch's commit count.
+fn remote_file(root: &Path, name: &str, path: &str) -> (String, usize) {
+    let bare = root.join(format!("{name}.git"));
+    let text = git(&bare, &["show", &format!("main:{path}")]);
+    let count = git(&bare, &["rev-list", "--count", "main"]).trim().parse().unwrap();
+    (text, count)
+}
+
+const ORG: &str = "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: shop-team}\nspec: {type: team, children: []}\n---\n\
+apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: release-managers}\nspec: {type: team, children: []}\n---\n\
+apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: outsiders}\nspec: {type: team, children: []}\n---\n\
+apiVersion: backstage.io/v1alpha1\nkind: User\nmetadata: {name: rita}\nspec: {memberOf: [shop-team]}\n---\n\
+apiVersion: backstage.io/v1alpha1\nkind: User\nmetadata: {name: ann}\nspec: {memberOf: [release-managers]}\n---\n\
+apiVersion: backstage.io/v1alpha1\nkind: User\nmetadata: {name: ben}\nspec: {memberOf: [release-managers]}\n---\n\
+apiVersion: backstage.io/v1alpha1\nkind: User\nmetadata: {name: otto}\nspec: {memberOf: [outsiders]}\n";
+
+/// `dev` (optionally auto-promoting `main`) then `prod` (2 approvals from release-managers),
+/// both writing `repo` with the credential from the secret store.
+fn environments(url: &str, repo: &str, auto: bool) -> BTreeMap<String, EnvironmentConfig> {
+    let auto = if auto { "auto_promote = { refs = [\"main\"] }\n" } else { "" };
+    let text = format!(
+        "[dev]\norder = 1\n{auto}[dev.gitops]\nrepository = \"{url}/{repo}.git\"\npath = \"apps/{{component}}/dev/kustomization.yaml\"\nimage_name = \"shop\"\nusername = \"nova-test\"\ncredential = {{ store = \"platform/gitops\" }}\n\
+         [prod]\norder = 2\n[prod.gitops]\nrepository = \"{url}/{repo}.git\"\npath = \"apps/{{component}}/prod/kustomization.yaml\"\nimage_name = \"shop\"\nusername = \"nova-test\"\ncredential = {{ store = \"platform/gitops\" }}\n\
+         [prod.gates]\napprovals = 2\napprover_groups = [\"group:default/release-managers\"]\n"
+    );
+    toml::from_str(&text).expect("environments parse")
+}
+
+async fn start(backend: Backend, url: &str, repo: &str, password: &str, auto: bool) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "org.yaml", ORG);
+    write_file(dir.path(), "shop.yaml", &component_yaml("shop", "shop-team"));
+    let envs = environments(url, repo, auto);
+    let app = spawn_app_with(backend, with_admin(Options {
+        locations: vec!["org.yaml".into(), "shop.yaml".into()],
+        dir: Some(dir),
+        configure: Some(Box::new(move |c| c.environments = envs)),
+        ..Default::default()
+    }))
+    .await;
+    let path = SecretPath::parse("platform/gitops").unwrap();
+    app.state.secrets.put(&path, &SecretData::single(Sensitive::new(password.to_string())), Precondition::None).await.expect("store the deploy credential");
+    app
+}
+
+/// Every response body seen, for the leak check.
+struct Client<'a> {
+    app: &'a TestApp,
+    bodies: Vec<String>,
+}
+
+impl Client<'_> {
+    async fn call(&mut self, method: reqwest::Method, path: &str, user: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.app.client.request(method, self.app.url(path));
+        if let Some(u) = user {
+            req = req.bearer_auth(self.app.token_for(u).await);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        self.bodies.push(text.clone());
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn get(&mut self, path: &str) -> Value {
+        let (status, v) = self.call(reqwest::Method::GET, path, Some("user:default/rita"), None).await;
+        assert_eq!(status, 200, "GET {path}: {v}");
+        v
+    }
+
+    async fn post(&mut self, path: &str, user: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(user), Some(body)).await
+    }
+
+    /// Waits until the promotion is finished; answers it.
+    async fn finished(&mut self, id: &str) -> Value {
+        for _ in 0..300 {
+            let p = self.get(&format!("/api/v1/promotions/{id}")).await;
+            if !["awaiting_approval", "waiting", "writing"].contains(&p["state"].as_str().unwrap()) {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("promotion {id} did not finish");
+    }
+}
+
+fn digest(n: u8) -> String {
+    format!("sha256:{}", hex::encode([n; 32]))
+}
+
+async fn record_artifact(app: &TestApp, n: u8, git_ref: &str) {
+    let new = NewArtifact {
+        component_ref: "component:default/shop".into(),
+        repository: "registry.example.com/shop/shop".into(),
+        digest: Digest::parse(&digest(n)).unwrap(),
+        tags: vec![format!("v{n}")],
+        git_ref: Some(git_ref.into()),
+        git_revision: None,
+        build_id: None,
+        source: "intake",
+    };
+    ArtifactStore::new(app.state.db.clone()).record(new).await.expect("artifact recorded");
+}
+
+on_both_backends! {
+    async fn promotions_are_gated_and_written_to_gitops(backend: Backend) {
+        let logs = capture_logs();
+        let argv = nova::process::record_argv();
+        let Some((url, root, password)) = git_server() else { return };
+        let repo = publish_gitops(&root);
+        let app = start(backend, &url, &repo, &password, false).await;
+        let mut c = Client { app: &app, bodies: Vec::new() };
+
+        // A succeeded build becomes an artifact.
+        let builds = BuildStore::new(app.state.db.clone());
+        let new = NewBuild { component_ref: "component:default/shop".into(), requested_by: "user:default/rita".into(), idempotency_key: None, pipeline: "local".into(),
+            git_url: "https://git.example.com/shop.git".into(), git_ref: "main".into(), dockerfile: "Dockerfile".into(), context: ".".into(),
+            image: "registry.example.com/shop/shop".into(), tag: "v1".into(), build_args: Vec::new() };
+        let (build, _) = builds.create(new).await.unwrap();
+        assert!(builds.finish(&build.id, "succeeded", None, Some(&digest(1))).await.unwrap());
+        let artifacts = c.get("/api/v1/components/shop/artifacts").await;
+        assert_eq!(artifacts.as_array().unwrap().len(), 1, "{artifacts}");
+        assert_eq!(artifacts[0]["digest"], digest(1));
+        assert_eq!(artifacts[0]["tags"], json!(["v1"]));
+        assert_eq!(artifacts[0]["buildId"], build.id);
+        assert_eq!(artifacts[0]["gitRef"], "main");
+
+        // Bad input changes nothing.
+        let promos = "/api/v1/components/shop/promotions";
+        let (s, v) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "moon" })).await;
+        assert_eq!((s, v["field"].as_str()), (400, Some("environment")), "{v}");
+        let (s, v) = c.post(promos, "user:default/rita", json!({ "digest": "sha256:xyz", "environment": "dev" })).await;
+        assert_eq!((s, v["field"].as_str()), (400, Some("digest")), "{v}");
+        let (s, v) = c.post(promos, "user:default/rita", json!({ "digest": digest(9), "environment": "dev" })).await;
+        assert_eq!((s, v["field"].as_str()), (400, Some("digest")), "an unknown artifact: {v}");
+        let (s, _) = c.post(promos, "user:default/otto", json!({ "digest": digest(1), "environment": "dev" })).await;
+        assert_eq!(s, 403, "only owners promote");
+        let (s, v) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "prod" })).await;
+        assert_eq!(s, 409, "prod needs dev first: {v}");
+        assert!(v["detail"].as_str().unwrap().contains("dev"), "{v}");
+        assert_eq!(c.get(promos).await, json!([]), "nothing was recorded");
+        assert_eq!(remote_file(&root, &repo, "apps/shop/dev/kustomization.yaml"), (KUSTOMIZATION.to_string(), 1), "nothing was written");
+
+        // dev has no gates: written at once, by digest.
+        let (s, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "dev" })).await;
+        assert_eq!(s, 201, "{p}");
+        let p = c.finished(p["id"].as_str().unwrap()).await;
+        assert_eq!(p["state"], "done", "{p}");
+        let (text, commits) = remote_file(&root, &repo, "apps/shop/dev/kustomization.yaml");
+        assert_eq!(commits, 2);
+        assert!(text.contains(&digest(1)) && text.contains("newName: registry.example.com/shop/shop") && !text.contains("newTag"), "{text}");
+        assert!(text.contains("../base"), "the rest of the file is kept: {text}");
+        let bare = root.join(format!("{repo}.git"));
+        assert_eq!(git(&bare, &["rev-parse", "main"]).trim(), p["commitSha"].as_str().unwrap());
+        let message = git(&bare, &["log", "-1", "--format=%B", "main"]);
+        assert!(message.contains(p["id"].as_str().unwrap()) && message.contains("user:default/rita") && message.contains(&digest(1)), "{message}");
+
+        // prod: two distinct approvers from release-managers; not the requester, not outsiders.
+        let (s, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "prod" })).await;
+        assert_eq!((s, p["state"].as_str()), (201, Some("awaiting_approval")), "{p}");
+        let approvals = format!("/api/v1/promotions/{}/approvals", p["id"].as_str().unwrap());
+        let (s, v) = c.post(&approvals, "user:default/rita", json!({})).await;
+        assert_eq!(s, 403, "the requester cannot approve: {v}");
+        let (s, v) = c.post(&approvals, "user:default/otto", json!({})).await;
+        assert_eq!(s, 403, "a non-member cannot approve: {v}");
+        assert!(v["detail"].as_str().unwrap().contains("release-managers"), "{v}");
+        let (s, v) = c.post(&approvals, "user:default/ann", json!({})).await;
+        assert_eq!((s, v["state"].as_str(), v["approvals"].as_array().map(Vec::len)), (200, Some("awaiting_approval"), Some(1)), "{v}");
+        let (s, _) = c.post(&approvals, "user:default/ann", json!({})).await;
+        assert_eq!(s, 409, "approving twice counts once");
+        assert_eq!(remote_file(&root, &repo, "apps/shop/prod/kustomization.yaml").0, KUSTOMIZATION, "one approval writes nothing");
+        let (s, v) = c.post(&approvals, "user:default/ben", json!({})).await;
+        assert_eq!(s, 200, "{v}");
+        let p = c.finished(p["id"].as_str().unwrap()).await;
+        assert_eq!(p["state"], "done", "{p}");
+        let (text, commits) = remote_file(&root, &repo, "apps/shop/prod/kustomization.yaml");
+        assert_eq!(commits, 3);
+        assert!(text.contains(&digest(1)), "{text}");
+        let message = git(&bare, &["log", "-1", "--format=%B", "main"]);
+        assert!(message.contains("Approved-by: user:default/ann, user:default/ben"), "{message}");
+
+        let envs = c.get("/api/v1/components/shop/environments").await;
+        assert_eq!(envs[0]["name"], "dev");
+        assert_eq!(envs[1]["current"]["digest"], digest(1));
+        assert_eq!(envs[1]["approvalsNeeded"], 2);
+
+        // Each step is in the audit log.
+        let (_, audit) = c.call(reqwest::Method::GET, "/api/v1/audit?limit=200", Some(ADMIN_USER), None).await;
+        let actions: Vec<&str> = audit["events"].as_array().or(audit.as_array()).unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+        for a in ["release.promotion.request", "release.promotion.approve", "release.promotion.approved", "release.promotion.writing", "release.promotion.done", "authz.deny.approve"] {
+            assert!(actions.contains(&a), "{a} audited: {actions:?}");
+        }
+
+        // The write credential appears nowhere.
+        let canary = Canary::of(&password);
+        let mut check = canary.check();
+        check.logs(&logs).bodies(&c.bodies).argv(&argv).metrics(&app).await;
+        check.database(&app.state.db).await.sqlite_files(&app.database_url());
+        check.assert_clean();
+    }
+
+    async fn rollback_pins_the_environment_against_auto_promotion(backend: Backend) {
+        let _logs = capture_logs();
+        let Some((url, root, password)) = git_server() else { return };
+        let repo = publish_gitops(&root);
+        let app = start(backend, &url, &repo, &password, true).await;
+        let mut c = Client { app: &app, bodies: Vec::new() };
+        let dev_current = |envs: &Value| envs[0]["current"]["digest"].as_str().map(str::to_string);
+
+        // Builds of main are promoted to dev automatically.
+        for n in [1, 2] {
+            record_artifact(&app, n, "main").await;
+            let mut landed = false;
+            for _ in 0..200 {
+                if dev_current(&c.get("/api/v1/components/shop/environments").await) == Some(digest(n)) {
+                    landed = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(landed, "artifact {n} was auto-promoted to dev");
+        }
+        let (_, commits) = remote_file(&root, &repo, "apps/shop/dev/kustomization.yaml");
+        assert_eq!(commits, 3);
+
+        // Rolling back to the first artifact pins dev.
+        let (s, p) = c.post("/api/v1/components/shop/promotions", "user:default/rita", json!({ "digest": digest(1), "environment": "dev" })).await;
+        assert_eq!((s, p["rollback"].as_bool()), (201, Some(true)), "{p}");
+        let p = c.finished(p["id"].as_str().unwrap()).await;
+        assert_eq!(p["state"], "done", "{p}");
+        let envs = c.get("/api/v1/components/shop/environments").await;
+        assert_eq!(dev_current(&envs), Some(digest(1)));
+        assert_eq!(envs[0]["pin"]["promotionId"], p["id"], "{envs}");
+
+        // A new build of main does not overwrite the rollback.
+        record_artifact(&app, 3, "main").await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(dev_current(&c.get("/api/v1/components/shop/environments").await), Some(digest(1)), "the pin holds");
+        let (text, _) = remote_file(&root, &repo, "apps/shop/dev/kustomization.yaml");
+        assert!(text.contains(&digest(1)), "{text}");
+
+        // Rerunning a write whose push landed (a crash before it was recorded) commits nothing.
+        let (_, before) = remote_file(&root, &repo, "apps/shop/dev/kustomization.yaml");
+        sqlx::query(app.state.db.sql("UPDATE release_promotions SET state = 'writing' WHERE id = $1")).bind(p["id"].as_str().unwrap()).execute(app.state.db.pool()).await.unwrap();
+        app.state.jobs.enqueue(&nova::release::WritePromotion { promotion_id: p["id"].as_str().unwrap().to_string() }, None, 0).await.unwrap();
+        let again = c.finished(p["id"].as_str().unwrap()).await;
+        assert_eq!((again["state"].as_str(), again["commitSha"].as_str()), (Some("done"), p["commitSha"].as_str()), "{again}");
+        assert_eq!(remote_file(&root, &repo, "apps/shop/dev/kustomization.yaml").1, before, "no second commit");
+
+        // Releasing the pin is for owners, audited, and only once.
+        let pin = "/api/v1/components/shop/environments/dev/pin";
+        let (s, _) = c.call(reqwest::Method::DELETE, pin, Some("user:default/otto"), None).await;
+        assert_eq!(s, 403);
+        let (s, v) = c.call(reqwest::Method::DELETE, pin, Some("user:default/rita"), None).await;
+        assert_eq!(s, 200, "{v}");
+        let (s, _) = c.call(reqwest::Method::DELETE, pin, Some("user:default/rita"), None).await;
+        assert_eq!(s, 404);
+        assert!(c.get("/api/v1/components/shop/environments").await[0]["pin"].is_null());
+    }
+}
