@@ -15,6 +15,7 @@
 pub mod builds;
 pub mod catalog;
 pub mod credentials;
+pub mod deployments;
 pub mod entity;
 pub mod images;
 pub mod org;
@@ -43,6 +44,9 @@ pub fn routes() -> Router<AppState> {
         .route("/catalog/{namespace}/{kind}/{name}/{tab}", get(entity::tab))
         .route("/builds", post(builds::submit))
         .route("/builds/{id}", get(builds::page))
+        .route("/promotions", post(deployments::promote))
+        .route("/promotions/{id}/approve", post(deployments::approve))
+        .route("/promotions/{id}/reject", post(deployments::reject))
         .route("/catalog/{namespace}/component/{name}/images/refresh", post(images::refresh))
         .route("/catalog-errors", get(status::errors))
         .route("/locations", get(status::locations))
