@@ -312,4 +312,58 @@ on_both_backends! {
         assert_eq!(s, 404);
         assert!(c.get("/api/v1/components/shop/environments").await[0]["pin"].is_null());
     }
+
+    async fn the_deployments_tab_shows_environments_and_decides_without_javascript(backend: Backend) {
+        let _logs = capture_logs();
+        let Some((url, root, password)) = git_server() else { return };
+        let repo = publish_gitops(&root);
+        let app = start(backend, &url, &repo, &password, false).await;
+        let mut c = Client { app: &app, bodies: Vec::new() };
+        record_artifact(&app, 1, "main").await;
+        let promos = "/api/v1/components/shop/promotions";
+        let (_, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "dev" })).await;
+        c.finished(p["id"].as_str().unwrap()).await;
+        let (_, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "prod" })).await;
+        let id = p["id"].as_str().unwrap().to_string();
+
+        let tab = "/catalog/default/component/shop/deployments";
+        let page = |user: &'static str| {
+            let app = &app;
+            async move {
+                let r = app.client.get(app.url(tab)).bearer_auth(app.token_for(user).await).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.text().await.unwrap()
+            }
+        };
+        let short = &digest(1)[..19];
+        let ann = page("user:default/ann").await;
+        assert!(ann.contains("Deployments") && ann.contains(short) && ann.contains("v1") && ann.contains("0/2"), "{ann}");
+        assert!(ann.contains(&format!("action=\"/promotions/{id}/approve\"")), "an approver sees Approve");
+        assert!(!ann.contains("action=\"/promotions\""), "only owners see Promote");
+        let rita = page("user:default/rita").await;
+        assert!(rita.contains("action=\"/promotions\"") && !rita.contains("/approve\""), "the owner promotes but does not approve her own");
+        assert!(!page("user:default/otto").await.contains("/approve\""));
+        assert!(!rita.contains("<script>"), "no inline script");
+
+        // The forms work as plain form posts.
+        let post = |user: &'static str, path: String, body: String| {
+            let app = &app;
+            async move {
+                app.client.post(app.url(&path)).bearer_auth(app.token_for(user).await).header("origin", &app.base)
+                    .header("content-type", "application/x-www-form-urlencoded").body(body).send().await.unwrap()
+            }
+        };
+        let r = post("user:default/ann", format!("/promotions/{id}/approve"), String::new()).await;
+        assert_eq!(r.status(), 303);
+        assert_eq!(r.headers()["location"], tab);
+        assert_eq!(c.get(&format!("/api/v1/promotions/{id}")).await["approvals"].as_array().unwrap().len(), 1);
+        let r = post("user:default/otto", format!("/promotions/{id}/approve"), String::new()).await;
+        assert_eq!(r.status(), 403, "the page says why");
+        record_artifact(&app, 2, "main").await;
+        let body = format!("component=component%3Adefault%2Fshop&digest={}&environment=dev", digest(2).replace(':', "%3A"));
+        let r = post("user:default/rita", "/promotions".into(), body).await;
+        assert_eq!(r.status(), 303);
+        let list = c.get(promos).await;
+        assert_eq!(list[0]["digest"], digest(2), "{list}");
+    }
 }
