@@ -80,7 +80,7 @@ fn environments(url: &str, repo: &str, auto: bool) -> BTreeMap<String, Environme
 async fn start(backend: Backend, url: &str, repo: &str, password: &str, auto: bool) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     write_file(dir.path(), "org.yaml", ORG);
-    write_file(dir.path(), "shop.yaml", &component_yaml("shop", "shop-team"));
+    write_file(dir.path(), "shop.yaml", &format!("{}---\n{}", component_yaml("shop", "shop-team"), component_yaml("lab", "outsiders")));
     let envs = environments(url, repo, auto);
     let app = spawn_app_with(backend, with_admin(Options {
         locations: vec!["org.yaml".into(), "shop.yaml".into()],
@@ -365,5 +365,70 @@ on_both_backends! {
         assert_eq!(r.status(), 303);
         let list = c.get(promos).await;
         assert_eq!(list[0]["digest"], digest(2), "{list}");
+    }
+
+    async fn ci_reports_artifacts_through_a_signed_webhook(backend: Backend) {
+        let _logs = capture_logs();
+        let dir = tempfile::tempdir().unwrap();
+        write_file(dir.path(), "org.yaml", ORG);
+        write_file(dir.path(), "shop.yaml", &format!("{}---\n{}", component_yaml("shop", "shop-team"), component_yaml("lab", "outsiders")));
+        let app = spawn_app_with(backend, with_admin(Options { locations: vec!["org.yaml".into(), "shop.yaml".into()], dir: Some(dir), ..Default::default() })).await;
+        let mut c = Client { app: &app, bodies: Vec::new() };
+
+        // Only the team makes its secret, which is shown once.
+        let (s, _) = c.post("/api/v1/teams/shop-team/intake-secret", "user:default/otto", json!({})).await;
+        assert_eq!(s, 403);
+        let (s, v) = c.post("/api/v1/teams/shop-team/intake-secret", "user:default/rita", json!({})).await;
+        assert_eq!(s, 201, "{v}");
+        let secret = v["secret"].as_str().unwrap().to_string();
+
+        let now = || (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()) as i64;
+        let send = |body: Value, ts: i64, signature: Option<String>| {
+            let app = &app;
+            async move {
+                let body = serde_json::to_vec(&body).unwrap();
+                let mut req = app.client.post(app.url("/api/v1/artifacts")).header("content-type", "application/json").header("x-nova-timestamp", ts.to_string());
+                if let Some(sig) = signature {
+                    req = req.header("x-nova-signature-256", sig);
+                }
+                let r = req.body(body).send().await.unwrap();
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().await.unwrap_or(Value::Null))
+            }
+        };
+        let sign = |body: &Value, ts: i64, key: &str| nova::release::intake::sign(key, ts, &serde_json::to_vec(body).unwrap());
+        let artifact = json!({ "component": "shop", "repository": "registry.example.com/shop/shop", "digest": digest(7), "tags": ["v7"], "gitRef": "main" });
+
+        let ts = now();
+        let (s, v) = send(artifact.clone(), ts, Some(sign(&artifact, ts, &secret))).await;
+        assert_eq!(s, 201, "{v}");
+        assert_eq!((v["digest"].as_str(), v["source"].as_str()), (Some(digest(7).as_str()), Some("intake")));
+        let (s, _) = send(artifact.clone(), ts, Some(sign(&artifact, ts, &secret))).await;
+        assert_eq!(s, 409, "a replay is refused");
+        let again = json!({ "component": "shop", "repository": "registry.example.com/shop/shop", "digest": digest(7), "tags": ["stable"] });
+        let (s, v) = send(again.clone(), ts + 1, Some(sign(&again, ts + 1, &secret))).await;
+        assert_eq!((s, v["tags"].clone()), (200, json!(["v7", "stable"])), "the same digest only adds tags");
+
+        // Refused: no, wrong or stale signatures, another team's component, a bad digest.
+        let other = json!({ "component": "shop", "repository": "registry.example.com/shop/shop", "digest": digest(8) });
+        assert_eq!(send(other.clone(), ts, None).await.0, 401);
+        assert_eq!(send(other.clone(), ts, Some(sign(&other, ts, "guess"))).await.0, 401);
+        assert_eq!(send(other.clone(), ts - 3600, Some(sign(&other, ts - 3600, &secret))).await.0, 401, "outside the window");
+        let lab = json!({ "component": "lab", "repository": "registry.example.com/lab/lab", "digest": digest(8) });
+        assert_eq!(send(lab.clone(), ts, Some(sign(&lab, ts, &secret))).await.0, 401, "shop-team cannot sign for outsiders' component");
+        let bad = json!({ "component": "shop", "repository": "registry.example.com/shop/shop", "digest": "sha256:abc" });
+        let (s, v) = send(bad.clone(), ts, Some(sign(&bad, ts, &secret))).await;
+        assert_eq!((s, v["field"].as_str()), (400, Some("digest")), "{v}");
+        let list = c.get("/api/v1/components/shop/artifacts").await;
+        assert_eq!(list.as_array().unwrap().len(), 1, "nothing else was recorded: {list}");
+
+        // Rotation retires the old secret.
+        let (s, _) = c.post("/api/v1/teams/shop-team/intake-secret", "user:default/rita", json!({})).await;
+        assert_eq!(s, 201);
+        let t = now();
+        assert_eq!(send(other.clone(), t, Some(sign(&other, t, &secret))).await.0, 401);
+        let (_, audit) = c.call(reqwest::Method::GET, "/api/v1/audit?action=release.&limit=100", Some(ADMIN_USER), None).await;
+        let text = audit.to_string();
+        assert!(text.contains("release.artifact.intake") && text.contains("release.intake-secret.rotate") && !text.contains(&secret), "audited, without the secret");
     }
 }

@@ -1,7 +1,7 @@
 //! Release: immutable artifacts promoted by digest through ordered environments, behind gates,
 //! written into GitOps repositories (docs/RELEASE.md).
 //!
-//! [`artifacts`] records images (from Nova's builds);
+//! [`artifacts`] records images (from Nova's builds and, through [`intake`], external CI);
 //! [`config`] reads `[environments.<name>]`; [`store`] keeps promotions, approvals and pins;
 //! [`gitops`] writes the repository with `git` ([`kustomize`] edits the file). [`Release`] is
 //! the state machine: a promotion is `awaiting_approval` until its quorum, `waiting` for its
@@ -12,6 +12,7 @@
 pub mod artifacts;
 pub mod config;
 pub mod gitops;
+pub mod intake;
 pub mod kustomize;
 pub mod store;
 
