@@ -140,7 +140,7 @@ impl Git {
             return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
         }
         let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        let tail: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let tail: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("hint:")).collect();
         let tail = tail[tail.len().saturating_sub(4)..].join(" / ");
         Err(self.scrub(if tail.is_empty() { format!("git exited with {}", out.status) } else { tail }))
     }
