@@ -33,6 +33,8 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 const KUSTOMIZATION: &str = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../base\nimages:\n- name: shop\n  newTag: old\n";
 
+const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: shop\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        image: shop:old\n";
+
 /// A GitOps repository with a dev and a prod overlay for `shop`, published under `private/`.
 fn publish_gitops(root: &Path) -> String {
     let name = format!("private/gitops-{}", uuid::Uuid::new_v4().simple());
@@ -41,6 +43,7 @@ fn publish_gitops(root: &Path) -> String {
     for env in ["dev", "prod"] {
         write_file(work.path(), &format!("apps/shop/{env}/kustomization.yaml"), KUSTOMIZATION);
     }
+    write_file(work.path(), "apps/shop/deployment.yaml", DEPLOYMENT);
     git(work.path(), &["add", "-A"]);
     git(work.path(), &["commit", "--quiet", "-m", "overlays"]);
     let bare = root.join(format!("{name}.git"));
@@ -182,7 +185,7 @@ async fn concurrent_gitops_writes_all_land() {
             repository: format!("{base}/{name}.git"),
             branch: "main".into(),
             path: format!("apps/c{i}/kustomization.yaml"),
-            image_name: "shop".into(),
+            target: nova::release::gitops::WriteTarget::Kustomize { image_name: "shop".into() },
             new_name: "registry.example.com/shop/shop".into(),
             digest: digest(i + 1),
             message: format!("promote c{i}"),
@@ -481,5 +484,37 @@ on_both_backends! {
         let (_, audit) = c.call(reqwest::Method::GET, "/api/v1/audit?action=release.&limit=100", Some(ADMIN_USER), None).await;
         let text = audit.to_string();
         assert!(text.contains("release.artifact.intake") && text.contains("release.intake-secret.rotate") && !text.contains(&secret), "audited, without the secret");
+    }
+
+    async fn plain_manifests_are_written_by_yaml_path(backend: Backend) {
+        let _logs = capture_logs();
+        let Some((url, root, password)) = git_server() else { return };
+        let repo = publish_gitops(&root);
+        let dir = tempfile::tempdir().unwrap();
+        write_file(dir.path(), "org.yaml", ORG);
+        write_file(dir.path(), "shop.yaml", &component_yaml("shop", "shop-team"));
+        let text = format!(
+            "[dev]\norder = 1\n[dev.gitops]\nrepository = \"{url}/{repo}.git\"\npath = \"apps/{{component}}/deployment.yaml\"\nwrite = \"yaml-path\"\nyaml_path = \"spec.template.spec.containers[name=app].image\"\nusername = \"nova-test\"\ncredential = {{ store = \"platform/gitops\" }}\n\
+             [prod]\norder = 2\n[prod.gitops]\nrepository = \"{url}/{repo}.git\"\npath = \"apps/{{component}}/deployment.yaml\"\nwrite = \"yaml-path\"\nyaml_path = \"spec.template.spec.containers[name=web].image\"\nusername = \"nova-test\"\ncredential = {{ store = \"platform/gitops\" }}\n"
+        );
+        let envs: BTreeMap<String, EnvironmentConfig> = toml::from_str(&text).unwrap();
+        let app = spawn_app_with(backend, with_admin(Options { locations: vec!["org.yaml".into(), "shop.yaml".into()], dir: Some(dir), configure: Some(Box::new(move |c| c.environments = envs)), ..Default::default() })).await;
+        app.state.secrets.put(&SecretPath::parse("platform/gitops").unwrap(), &SecretData::single(Sensitive::new(password.clone())), Precondition::None).await.unwrap();
+        let mut c = Client { app: &app, bodies: Vec::new() };
+        record_artifact(&app, 1, "main").await;
+        let promos = "/api/v1/components/shop/promotions";
+        let (_, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "dev" })).await;
+        let p = c.finished(p["id"].as_str().unwrap()).await;
+        assert_eq!(p["state"], "done", "{p}");
+        let (text, commits) = remote_file(&root, &repo, "apps/shop/deployment.yaml");
+        assert!(text.contains(&format!("image: registry.example.com/shop/shop@{}", digest(1))), "{text}");
+        assert_eq!(commits, 2);
+
+        // A YAML path that is not in the file fails the promotion with the reason; nothing is written.
+        let (_, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "prod" })).await;
+        let p = c.finished(p["id"].as_str().unwrap()).await;
+        assert_eq!(p["state"], "failed", "{p}");
+        assert!(p["reason"].as_str().unwrap().contains("nothing at YAML path spec.template.spec.containers[name=web].image"), "{p}");
+        assert_eq!(remote_file(&root, &repo, "apps/shop/deployment.yaml").1, 2, "no commit");
     }
 }

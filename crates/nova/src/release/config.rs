@@ -58,6 +58,10 @@ pub struct GitOpsTarget {
     /// The kustomize `images` entry's `name`; default: the artifact's repository.
     #[serde(default)]
     pub image_name: Option<String>,
+    /// With `write = "yaml-path"`: where the image reference is, e.g.
+    /// `spec.template.spec.containers[name=app].image`.
+    #[serde(default)]
+    pub yaml_path: Option<String>,
     /// HTTP basic user sent with the credential.
     #[serde(default = "default_username")]
     pub username: String,
@@ -81,6 +85,8 @@ pub enum WriteKind {
     /// The kustomize `images` entry: `newName` and `digest`.
     #[default]
     Kustomize,
+    /// The string at `yaml_path` becomes `repository@digest`.
+    YamlPath,
 }
 
 /// An environment's gates; all enforced by the server.
@@ -172,6 +178,15 @@ impl Environments {
             if !path_ok {
                 return Err((key(".gitops.path"), "must be a relative file path without empty, `.` or `..` segments".into()));
             }
+            match (g.write, &g.yaml_path, &g.image_name) {
+                (WriteKind::YamlPath, None, _) => return Err((key(".gitops.yaml_path"), "is required with write = \"yaml-path\"".into())),
+                (WriteKind::YamlPath, Some(p), None) => {
+                    super::yaml_path::YamlPath::parse(p).map_err(|e| (key(".gitops.yaml_path"), e))?;
+                }
+                (WriteKind::YamlPath, Some(_), Some(_)) => return Err((key(".gitops.image_name"), "is for write = \"kustomize\" only".into())),
+                (WriteKind::Kustomize, Some(_), _) => return Err((key(".gitops.yaml_path"), "is for write = \"yaml-path\" only".into())),
+                (WriteKind::Kustomize, None, _) => {}
+            }
             if g.username.is_empty() || g.username.contains(':') {
                 return Err((key(".gitops.username"), "must be non-empty and contain no `:`".into()));
             }
@@ -249,6 +264,11 @@ mod tests {
         assert_eq!(e.0, "environments.a.gates.approver_groups[0]");
         let e = parse("[environments.a]\norder = 1\ngitops = { repository = \"ssh://x\", path = \"a.yaml\" }\n").unwrap_err();
         assert_eq!(e.0, "environments.a.gitops.repository");
+        let e = parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"a.yaml\", write = \"yaml-path\" }\n").unwrap_err();
+        assert_eq!(e.0, "environments.a.gitops.yaml_path");
+        let e = parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"a.yaml\", write = \"yaml-path\", yaml_path = \"a[\" }\n").unwrap_err();
+        assert_eq!(e.0, "environments.a.gitops.yaml_path");
+        assert!(parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"a.yaml\", write = \"yaml-path\", yaml_path = \"spec.containers[name=app].image\" }\n").is_ok());
         let e = parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"../a.yaml\" }\n").unwrap_err();
         assert_eq!(e.0, "environments.a.gitops.path");
         let e = parse(&format!("[environments.a]\norder = 1\n{GITOPS}\n[environments.b]\norder = 2\n{GITOPS}\nauto_promote = {{ refs = [\"main\"] }}\n")).unwrap_err();

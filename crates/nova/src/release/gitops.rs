@@ -1,5 +1,6 @@
 //! Writing an image reference into a GitOps repository with the `git` executable: a shallow
-//! clone of the branch, the file edited ([`super::kustomize`]), a commit, a push. A push that
+//! clone of the branch, the file edited ([`super::kustomize`] or [`super::yaml_path`]), a
+//! commit, a push. A push that
 //! another writer beat is retried from a fresh fetch with the edit re-applied; a file that
 //! already names the digest is left alone (so a job that reruns after a crash, when its push
 //! had landed, finds its change there and commits nothing).
@@ -17,6 +18,7 @@ use std::time::Duration;
 use nova_domain::Sensitive;
 
 use super::kustomize::{Edit, set_image};
+use super::yaml_path::{YamlPath, set_reference};
 
 /// One write to make.
 pub struct GitOpsWrite {
@@ -24,14 +26,23 @@ pub struct GitOpsWrite {
     pub branch: String,
     /// The file, relative to the repository root.
     pub path: String,
-    /// The kustomize `images` entry's `name`.
-    pub image_name: String,
+    /// What in the file names the image.
+    pub target: WriteTarget,
     /// The repository the image is pulled from (`newName`).
     pub new_name: String,
     pub digest: String,
     pub message: String,
     pub username: String,
     pub credential: Option<Sensitive<String>>,
+}
+
+/// What in the file names the image.
+#[derive(Debug, Clone)]
+pub enum WriteTarget {
+    /// The kustomize `images` entry with this `name`.
+    Kustomize { image_name: String },
+    /// The string at a YAML path (`shown` as configured, for messages).
+    YamlPath { path: YamlPath, shown: String },
 }
 
 /// What a write did.
@@ -88,7 +99,11 @@ async fn write_in(git: &Git, work: &Path, w: &GitOpsWrite, attempts: u32) -> Res
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(permanent(format!("{} does not exist on branch {} of {}", w.path, w.branch, w.repository))),
             Err(e) => return Err(permanent(format!("cannot read {}: {e}", w.path))),
         };
-        let changed = match set_image(&text, &w.image_name, &w.new_name, &w.digest).map_err(|e| permanent(format!("{} {e}", w.path)))? {
+        let edit = match &w.target {
+            WriteTarget::Kustomize { image_name } => set_image(&text, image_name, &w.new_name, &w.digest),
+            WriteTarget::YamlPath { path, shown } => set_reference(&text, path, shown, &format!("{}@{}", w.new_name, w.digest)),
+        };
+        let changed = match edit.map_err(|e| permanent(format!("{} {e}", w.path)))? {
             Edit::AlreadySet => return Ok(Written { commit: git.head(work).await.map_err(transient)?, changed: false }),
             Edit::Changed(t) => t,
         };

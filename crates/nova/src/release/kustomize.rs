@@ -43,7 +43,13 @@ pub fn set_image(text: &str, image_name: &str, new_name: &str, digest: &str) -> 
     entry.insert("newName".into(), Value::String(new_name.into()));
     entry.remove("newTag");
     entry.insert("digest".into(), Value::String(digest.into()));
-    serde_saphyr::to_string(&doc).map(Edit::Changed).map_err(|e| format!("cannot be written back: {e}"))
+    render(&doc)
+}
+
+/// The edited document as YAML; long strings (image references) stay on one line.
+pub(super) fn render(doc: &Value) -> Result<Edit, String> {
+    let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
+    serde_saphyr::to_string_with_options(doc, options).map(Edit::Changed).map_err(|e| format!("cannot be written back: {e}"))
 }
 
 /// The digest the file's `images` entry named `image_name` is set to, if any.
