@@ -517,4 +517,42 @@ on_both_backends! {
         assert!(p["reason"].as_str().unwrap().contains("nothing at YAML path spec.template.spec.containers[name=web].image"), "{p}");
         assert_eq!(remote_file(&root, &repo, "apps/shop/deployment.yaml").1, 2, "no commit");
     }
+
+    async fn the_wait_timer_and_allowed_refs_gate_prod(backend: Backend) {
+        let _logs = capture_logs();
+        let Some((url, root, password)) = git_server() else { return };
+        let repo = publish_gitops(&root);
+        let dir = tempfile::tempdir().unwrap();
+        write_file(dir.path(), "org.yaml", ORG);
+        write_file(dir.path(), "shop.yaml", &component_yaml("shop", "shop-team"));
+        let mut envs = environments(&url, &repo, false);
+        let prod = envs.get_mut("prod").unwrap();
+        prod.gates = toml::from_str("approvals = 0\nwait = \"3s\"\nrefs = [\"main\", \"release/*\"]\n").unwrap();
+        let app = spawn_app_with(backend, with_admin(Options { locations: vec!["org.yaml".into(), "shop.yaml".into()], dir: Some(dir), configure: Some(Box::new(move |c| c.environments = envs)), ..Default::default() })).await;
+        app.state.secrets.put(&SecretPath::parse("platform/gitops").unwrap(), &SecretData::single(Sensitive::new(password.clone())), Precondition::None).await.unwrap();
+        let mut c = Client { app: &app, bodies: Vec::new() };
+        record_artifact(&app, 1, "main").await;
+        record_artifact(&app, 2, "feature/x").await;
+        let promos = "/api/v1/components/shop/promotions";
+        for n in [2, 1] {
+            let (_, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(n), "environment": "dev" })).await;
+            assert_eq!(c.finished(p["id"].as_str().unwrap()).await["state"], "done");
+        }
+        let (s, v) = c.post(promos, "user:default/rita", json!({ "digest": digest(2), "environment": "prod" })).await;
+        assert_eq!(s, 409, "a feature branch may not enter prod: {v}");
+        assert!(v["detail"].as_str().unwrap().contains("feature/x"), "{v}");
+
+        let dev_done = c.get("/api/v1/components/shop/environments").await[0]["current"]["finishedAt"].as_i64().unwrap();
+        let (s, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "prod" })).await;
+        assert_eq!((s, p["state"].as_str()), (201, Some("waiting")), "{p}");
+        assert!(p["notBefore"].as_i64().unwrap() >= dev_done + 3000, "{p}");
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let id = p["id"].as_str().unwrap();
+        assert_eq!(c.get(&format!("/api/v1/promotions/{id}")).await["state"], "waiting", "still soaking in dev");
+        assert_eq!(remote_file(&root, &repo, "apps/shop/prod/kustomization.yaml").0, KUSTOMIZATION);
+        let p = c.finished(id).await;
+        assert_eq!(p["state"], "done", "{p}");
+        assert!(p["finishedAt"].as_i64().unwrap() >= dev_done + 3000);
+        assert!(remote_file(&root, &repo, "apps/shop/prod/kustomization.yaml").0.contains(&digest(1)));
+    }
 }
