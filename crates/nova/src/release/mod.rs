@@ -170,7 +170,8 @@ impl Release {
             Ok(p) => Ok(p),
             Err(e) => {
                 let details = json!({ "environment": req.environment, "digest": req.digest, "refused": e.to_string() });
-                self.audit(who, "release.promotion.request", &target, Outcome::Failure, details).await?;
+                let outcome = if matches!(e, AppError::Forbidden(_)) { Outcome::Denied } else { Outcome::Failure };
+                self.audit(who, "release.promotion.request", &target, outcome, details).await?;
                 Err(e)
             }
         }
