@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod flags;
+pub mod git_remote;
 pub mod health;
 pub mod http;
 pub mod jobs;

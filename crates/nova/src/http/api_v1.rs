@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         super::release_api::approve, super::release_api::reject, super::release_api::release_pin, super::release_api::intake, super::release_api::rotate_intake_secret,
     ),
     components(schemas(ErrorsResponse, ErrorItem, LocationItem, ClaimsResponse, Problem,
+        crate::git_remote::AccessCheck, crate::secrets::credential_uses::LastUse,
         crate::auth::tokens::TokenInfo, super::tokens_api::NewToken, crate::flags::Flag, crate::flags::Rollout, super::flags_api::NewFlag, crate::audit::StoredEvent,
         crate::secrets::credentials::CredentialInfo, crate::secrets::credentials::CredentialRequest, crate::secrets::credentials::CredentialKind,
         super::builds_api::BuildRequest, super::builds_api::BuildArgInput, crate::builds::store::Build, crate::builds::store::StoredBuildArg,
