@@ -223,7 +223,7 @@ on_both_backends! {
         // A succeeded build becomes an artifact.
         let builds = BuildStore::new(app.state.db.clone());
         let new = NewBuild { component_ref: "component:default/shop".into(), requested_by: "user:default/rita".into(), idempotency_key: None, pipeline: "local".into(),
-            git_url: "https://git.example.com/shop.git".into(), git_ref: "main".into(), dockerfile: "Dockerfile".into(), context: ".".into(),
+            git_url: "https://git.example.com/shop.git".into(), git_ref: "main".into(), git_commit: None, dockerfile: "Dockerfile".into(), context: ".".into(),
             image: "registry.example.com/shop/shop".into(), tag: "v1".into(), build_args: Vec::new() };
         let (build, _) = builds.create(new).await.unwrap();
         assert!(builds.finish(&build.id, "succeeded", None, Some(&digest(1))).await.unwrap());

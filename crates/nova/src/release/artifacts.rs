@@ -181,7 +181,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Artifact, StorageError> {
 pub async fn record_build(db: &Db, build_id: &str) -> Result<(), StorageError> {
     let Some(build) = crate::builds::store::BuildStore::new(db.clone()).get(build_id).await? else { return Ok(()) };
     let Some(digest) = build.digest.as_deref().and_then(|d| Digest::parse(d.trim()).ok()) else { return Ok(()) };
-    let revision = (build.git_ref.len() == 40 && build.git_ref.bytes().all(|b| b.is_ascii_hexdigit())).then(|| build.git_ref.clone());
+    let revision = build.git_commit.clone().or_else(|| (build.git_ref.len() == 40 && build.git_ref.bytes().all(|b| b.is_ascii_hexdigit())).then(|| build.git_ref.clone()));
     let new = NewArtifact {
         component_ref: build.component_ref,
         repository: build.image,
