@@ -97,6 +97,7 @@ impl App {
             let job = ApplyRetention { keep_ms: keep.as_millis() as i64 };
             jobs.schedule_recurring(&job, ApplyRetention::KIND, crate::storage::now_ms()).await.context("cannot schedule audit retention")?;
         }
+        crate::release::install(&config, &db, &jobs, &audit, &secrets, &mut runner).await?;
         let registry = crate::registry::service::install(&config, &db, &jobs, &catalog, &mut runner).await?;
         let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, audit, flags, auth, metrics: telemetry::metrics_handle(), registry, secrets, build_backends }));
         Ok(Self { state, runner })

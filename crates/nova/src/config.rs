@@ -29,6 +29,10 @@ pub struct Config {
     pub builds: BuildsConfig,
     /// `[build_backends.<name>]`: remote build backends (Jenkins, GitHub Actions), by name.
     pub build_backends: BTreeMap<String, crate::builds::backend::BuildBackendConfig>,
+    /// `[release]`: the GitOps writer's limits and the intake webhook's replay window.
+    pub release: crate::release::ReleaseSettings,
+    /// `[environments.<name>]`: the ordered environments artifacts are promoted through.
+    pub environments: BTreeMap<String, crate::release::EnvironmentConfig>,
 }
 
 impl Default for Config {
@@ -46,6 +50,8 @@ impl Default for Config {
             audit: AuditConfig::default(),
             builds: BuildsConfig::default(),
             build_backends: BTreeMap::new(),
+            release: Default::default(),
+            environments: BTreeMap::new(),
         }
     }
 }
@@ -576,6 +582,13 @@ impl Config {
         }
         self.secrets.validate().map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         crate::registry::config::validate(&self.registry, &self.registries).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        crate::release::Environments::from_config(&self.environments).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        if self.release.push_attempts == 0 || self.release.push_attempts > 50 {
+            return invalid("release.push_attempts", "must be between 1 and 50");
+        }
+        if self.release.git_timeout < Duration::from_secs(1) {
+            return invalid("release.git_timeout", "must be at least 1s");
+        }
         Ok(())
     }
 }

@@ -21,6 +21,7 @@ pub mod jobs;
 pub mod process;
 pub mod secrets;
 pub mod registry;
+pub mod release;
 pub mod storage;
 pub mod telemetry;
 pub mod web;

@@ -267,6 +267,9 @@ impl BuildStore {
         .execute(self.db.pool())
         .await?
         .rows_affected();
+        if n == 1 && state == "succeeded" {
+            crate::release::artifacts::record_build(&self.db, id).await?;
+        }
         Ok(n == 1)
     }
 

@@ -15,6 +15,7 @@ pub mod ofrep;
 pub mod ops;
 pub mod params;
 pub mod registry_api;
+pub mod release_api;
 pub mod tokens_api;
 
 use std::ops::Deref;
@@ -80,7 +81,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::web::routes())
         .merge(ops::routes())
         .nest("/api/catalog", catalog_api::routes())
-        .nest("/api/v1", api_v1::routes().merge(registry_api::routes()).merge(tokens_api::routes()).merge(flags_api::routes()).merge(audit_api::routes()).merge(builds_api::routes()).merge(credentials_api::routes()))
+        .nest("/api/v1", api_v1::routes().merge(registry_api::routes()).merge(tokens_api::routes()).merge(flags_api::routes()).merge(audit_api::routes()).merge(builds_api::routes()).merge(credentials_api::routes()).merge(release_api::routes()))
         .nest("/ofrep", ofrep::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), read_gate))

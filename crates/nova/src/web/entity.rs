@@ -47,6 +47,7 @@ pub const COMPONENT_TABS: &[Tab] = &[
     Tab { slug: "overview", label: "Overview", render: overview_tab },
     Tab { slug: "images", label: "Images", render: super::images::images_tab },
     Tab { slug: "builds", label: "Builds", render: super::builds::builds_tab },
+    Tab { slug: "deployments", label: "Deployments", render: super::deployments::deployments_tab },
 ];
 
 /// `GET /catalog/{namespace}/{kind}/{name}`.

@@ -19,6 +19,7 @@ pub mod audit;
 pub mod builds;
 pub mod catalog;
 pub mod credentials;
+pub mod deployments;
 pub mod entity;
 pub mod flags;
 pub mod images;
@@ -49,6 +50,9 @@ pub fn routes() -> Router<AppState> {
         .route("/catalog/{namespace}/{kind}/{name}/{tab}", get(entity::tab))
         .route("/builds", post(builds::submit))
         .route("/builds/{id}", get(builds::page))
+        .route("/promotions", post(deployments::promote))
+        .route("/promotions/{id}/approve", post(deployments::approve))
+        .route("/promotions/{id}/reject", post(deployments::reject))
         .route("/catalog/{namespace}/component/{name}/images/refresh", post(images::refresh))
         .route("/catalog-errors", get(status::errors))
         .route("/locations", get(status::locations))
