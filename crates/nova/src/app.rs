@@ -88,7 +88,7 @@ impl App {
             jobs.schedule_recurring(&job, ApplyRetention::KIND, crate::storage::now_ms()).await.context("cannot schedule audit retention")?;
         }
         let registry = crate::registry::service::install(&config, &db, &jobs, &catalog, &mut runner).await?;
-        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, audit, flags, auth, metrics: telemetry::metrics_handle(), registry, secrets }));
+        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, audit, flags, auth, metrics: telemetry::metrics_handle(), registry, secrets, ready_detail: Default::default() }));
         Ok(Self { state, runner })
     }
 

@@ -55,6 +55,8 @@ pub struct AppInner {
     pub secrets: Arc<dyn crate::secrets::SecretStore>,
     pub registry: Arc<crate::registry::RegistryService>,
     pub auth: Auth,
+    /// The integration checks `/ready` shows platform admins, kept briefly.
+    pub ready_detail: crate::doctor::ReadyCache,
 }
 
 /// Cheap-to-clone handle on [`AppInner`].
