@@ -29,6 +29,7 @@ pub struct Config {
     pub builds: BuildsConfig,
     /// `[build_backends.<name>]`: remote build backends (Jenkins, GitHub Actions), by name.
     pub build_backends: BTreeMap<String, crate::builds::backend::BuildBackendConfig>,
+    pub observability: ObservabilityConfig,
 }
 
 impl Default for Config {
@@ -46,8 +47,20 @@ impl Default for Config {
             audit: AuditConfig::default(),
             builds: BuildsConfig::default(),
             build_backends: BTreeMap::new(),
+            observability: ObservabilityConfig::default(),
         }
     }
+}
+
+/// `[observability]`: what fills the `${...}` placeholders of the Grafana links in catalog
+/// annotations (`grafana.io/loki-query-url`, `grafana.io/dashboard-url`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservabilityConfig {
+    /// Fills `${BASE_DOMAIN}`, e.g. `example.com` for `https://grafana.${BASE_DOMAIN}/...`.
+    pub base_domain: Option<String>,
+    /// Fills `${NAMESPACE}` for components without a `backstage.io/kubernetes-namespace`.
+    pub default_namespace: Option<String>,
 }
 
 /// `[audit]`: the tamper-evident audit log.
