@@ -199,6 +199,7 @@ async fn everything_up_passes_in_json_and_as_a_table() {
     assert!(check(&report, "oidc", "http://")["reason"].as_str().unwrap().contains("1 signing keys"), "{report:#}");
     assert!(check(&report, "catalog", "catalog")["reason"].as_str().unwrap().contains("2 entities"), "{report:#}");
     assert!(report["elapsed_ms"].as_u64().unwrap() < 5000, "checks run concurrently and answer within 5 s: {report:#}");
+    eprintln!("doctor: {} checks in {} ms", components.len(), report["elapsed_ms"]);
     assert_no_canary(&canary, &out);
 
     let out = doctor(&config, &[], &env).await;
