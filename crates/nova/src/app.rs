@@ -9,8 +9,10 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::builds::local::{LocalRunner, RunBuild};
+use crate::builds::local::{LocalRunner, RunBuild, RunnerContext};
+use crate::builds::backend::BuildBackends;
 use crate::builds::store::BuildStore;
+use crate::builds::tracker::{TrackBuild, Tracker};
 use crate::audit::{ApplyRetention, AuditLog};
 use crate::auth::Auth;
 use crate::catalog::{Catalog, LocationSpec, RefreshLocation, RemoteContext};
@@ -18,6 +20,7 @@ use crate::config::{Config, LocationConfig};
 use crate::flags::{self, Flags};
 use crate::http::{AppInner, AppState, router};
 use crate::jobs::{Job, JobQueue, JobRunner};
+use crate::secrets::credential_uses::CredentialUses;
 use crate::storage::Db;
 use crate::telemetry;
 
@@ -78,17 +81,24 @@ impl App {
             let a = a.clone();
             async move { a.run_retention_job(job).await }
         });
-        let builds = LocalRunner::new(BuildStore::new(db.clone()), config.builds.clone(), &config.server.data_dir, Arc::new(|_: &str| None));
+        let cx = RunnerContext { catalog: catalog.clone(), secrets: secrets.clone(), audit: audit.clone(), uses: CredentialUses::new(db.clone()) };
+        let builds = LocalRunner::new(BuildStore::new(db.clone()), config.builds.clone(), &config.server.data_dir, cx);
         runner.register::<RunBuild, _, _>(move |job, _| {
             let b = builds.clone();
             async move { b.run_job(job).await }
+        });
+        let build_backends = BuildBackends::from_config(&config.build_backends).map_err(|e| anyhow::anyhow!("config: {e}"))?;
+        let tracker = Tracker::new(BuildStore::new(db.clone()), build_backends.clone(), config.builds.clone());
+        runner.register::<TrackBuild, _, _>(move |job, _| {
+            let t = tracker.clone();
+            async move { t.run_job(job).await }
         });
         if let Some(keep) = config.audit.retention {
             let job = ApplyRetention { keep_ms: keep.as_millis() as i64 };
             jobs.schedule_recurring(&job, ApplyRetention::KIND, crate::storage::now_ms()).await.context("cannot schedule audit retention")?;
         }
         let registry = crate::registry::service::install(&config, &db, &jobs, &catalog, &mut runner).await?;
-        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, audit, flags, auth, metrics: telemetry::metrics_handle(), registry, secrets, ready_detail: Default::default() }));
+        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, audit, flags, auth, metrics: telemetry::metrics_handle(), registry, secrets, build_backends, ready_detail: Default::default() }));
         Ok(Self { state, runner })
     }
 

@@ -90,11 +90,39 @@ pub struct BuildsConfig {
     pub max_log_bytes: usize,
     /// Registries (`host:port`) pushed to without TLS, e.g. a local registry for tests.
     pub insecure_registries: Vec<String>,
+    /// How often a build running in a remote backend (Jenkins, GitHub Actions) is polled for
+    /// its status and log; four times longer after an error.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Most unfinished builds (requested, queued or running) of one team's components at once;
+    /// one more is refused with 429. 0: no limit.
+    pub max_active_per_team: u32,
+    /// Most build requests one user may make per `request_window`; one more is refused with
+    /// 429 and `Retry-After`. 0: no limit.
+    pub max_requests_per_user: u32,
+    /// Check a team credential when it is registered or rotated: `git ls-remote` with it must
+    /// succeed for each repository (and a refused `git push --dry-run` proves it read-only).
+    /// Turn off only where Nova cannot reach the git servers.
+    pub check_credentials: bool,
+    /// The window `max_requests_per_user` counts in.
+    #[serde(with = "humantime_serde")]
+    pub request_window: Duration,
 }
 
 impl Default for BuildsConfig {
     fn default() -> Self {
-        Self { builder: "buildah".into(), git: "git".into(), timeout: Duration::from_secs(30 * 60), max_log_bytes: 1 << 20, insecure_registries: Vec::new() }
+        Self {
+            builder: "buildah".into(),
+            git: "git".into(),
+            timeout: Duration::from_secs(30 * 60),
+            max_log_bytes: 1 << 20,
+            insecure_registries: Vec::new(),
+            poll_interval: Duration::from_secs(5),
+            max_active_per_team: 10,
+            max_requests_per_user: 30,
+            request_window: Duration::from_secs(60),
+            check_credentials: true,
+        }
     }
 }
 
@@ -546,6 +574,12 @@ impl Config {
         }
         if self.builds.max_log_bytes < 1024 {
             return invalid("builds.max_log_bytes", "must be at least 1024");
+        }
+        if self.builds.poll_interval < Duration::from_millis(50) {
+            return invalid("builds.poll_interval", "must be at least 50ms");
+        }
+        if self.builds.request_window < Duration::from_secs(1) {
+            return invalid("builds.request_window", "must be at least 1s");
         }
         for (name, backend) in &self.build_backends {
             backend.validate(name).map_err(|message| ConfigError::Invalid { key: format!("build_backends.{name}"), message })?;

@@ -178,16 +178,11 @@ pub fn checks_for_app(state: &crate::http::AppState) -> Vec<Check> {
         let (name, provider) = (r.name.clone(), r.provider.clone());
         checks.push(Check::one("registry", name.clone(), async move { crate::registry::health_report(&name, provider).await }));
     }
-    if !state.config.build_backends.is_empty() {
+    if state.build_backends.names().next().is_some() {
         let snapshot = state.catalog.snapshot();
         let pipelines: Vec<String> = snapshot.entities.iter().filter_map(|e| annotation(&e.value(), BUILD_PIPELINE_ANNOTATION)).collect();
-        let backends = BuildBackends::from_config(&state.config.build_backends);
-        checks.push(Check::many("build-backend", "build_backends", async move {
-            match backends {
-                Ok(b) => build_backend_reports(&b, pipelines).await,
-                Err(e) => vec![HealthReport::fail("build-backend", "build_backends", e, "fix the backend's settings")],
-            }
-        }));
+        let backends = state.build_backends.clone();
+        checks.push(Check::many("build-backend", "build_backends", async move { build_backend_reports(&backends, pipelines).await }));
     }
     let store = state.secrets.clone();
     checks.push(Check::one(secrets_kind(&state.config.secrets), "secrets", async move { store.health_check().await }));

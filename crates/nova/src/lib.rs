@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod flags;
+pub mod git_remote;
 pub mod health;
 pub mod http;
 pub mod jobs;

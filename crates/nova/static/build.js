@@ -18,7 +18,18 @@
   source.addEventListener("status", function (e) {
     var build = JSON.parse(e.data);
     state.textContent = build.state + (build.reason ? ": " + build.reason : "");
-    if (build.digest) digest.textContent = build.digest;
+    if (build.digest) {
+      var text = build.image + "@" + build.digest;
+      digest.textContent = "";
+      if (build.state === "succeeded" && digest.dataset.images) {
+        var link = document.createElement("a");
+        link.href = digest.dataset.images + "#image-" + build.digest;
+        link.textContent = text;
+        digest.appendChild(link);
+      } else {
+        digest.textContent = text;
+      }
+    }
     if (build.finishedAt) source.close();
   });
 })();

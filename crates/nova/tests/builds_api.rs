@@ -179,7 +179,7 @@ async fn bad_input_is_refused_naming_the_field_and_audited(backend: Backend) {
         (with("tag", json!("-x")), "tag"),
         (with("tag", json!("x".repeat(129))), "tag"),
         (with("tag", json!("x".repeat(128))), "tag"),
-        (with("tag", Value::Null), "tag"),
+        (with("tag", json!("")), "tag"),
         (with("buildArgs", json!([{ "name": "A B", "value": "1" }])), "buildArgs[0].name"),
         (with("buildArgs", json!([{ "name": "A", "value": "1\n2" }])), "buildArgs[0].value"),
         (with("buildArgs", json!([{ "name": "A", "value": "1" }, { "name": "A", "value": "2" }])), "buildArgs[1].name"),

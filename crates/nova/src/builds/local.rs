@@ -13,13 +13,20 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nova_domain::EntityRef;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Command;
 
 use super::store::{Build, BuildStore};
+use crate::audit::{AuditEvent, AuditLog, Outcome};
+use crate::catalog::Catalog;
 use crate::config::BuildsConfig;
 use crate::jobs::{Job, JobOutcome};
+use crate::process::Command;
+use crate::secrets::SecretStore;
+use crate::secrets::credential_uses::CredentialUses;
+use crate::secrets::credentials::{self, CredentialError, TeamCredential};
 
 /// The job that runs one local build.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,23 +37,6 @@ pub struct RunBuild {
 impl Job for RunBuild {
     const KIND: &'static str = "build.run";
 }
-
-/// A git credential for cloning a component's repository.
-#[derive(Clone)]
-pub struct GitCredential {
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for GitCredential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GitCredential").field("username", &self.username).field("password", &"<redacted>").finish()
-    }
-}
-
-/// Where the runner gets the git credential for a component (the owning team's, from the
-/// credentials store); `None` clones without one (public and local repositories).
-pub type GitCredentials = Arc<dyn Fn(&str) -> Option<GitCredential> + Send + Sync>;
 
 /// Why a step of a build stopped.
 enum Stop {
@@ -62,12 +52,25 @@ pub struct LocalRunner {
     config: BuildsConfig,
     /// `<data_dir>/builds`: per-build working directories and the builder's image storage.
     root: PathBuf,
-    credentials: GitCredentials,
+    /// Where the component's owning team is found.
+    catalog: Arc<Catalog>,
+    /// Where the team's credentials are.
+    secrets: Arc<dyn SecretStore>,
+    audit: AuditLog,
+    uses: CredentialUses,
+}
+
+/// What the runner needs besides the build store and its settings.
+pub struct RunnerContext {
+    pub catalog: Arc<Catalog>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub audit: AuditLog,
+    pub uses: CredentialUses,
 }
 
 impl LocalRunner {
-    pub fn new(store: BuildStore, config: BuildsConfig, data_dir: &Path, credentials: GitCredentials) -> Self {
-        Self { store, config, root: data_dir.join("builds"), credentials }
+    pub fn new(store: BuildStore, config: BuildsConfig, data_dir: &Path, cx: RunnerContext) -> Self {
+        Self { store, config, root: data_dir.join("builds"), catalog: cx.catalog, secrets: cx.secrets, audit: cx.audit, uses: cx.uses }
     }
 
     /// The job handler: runs the build unless it has finished (e.g. cancelled while queued).
@@ -102,11 +105,20 @@ impl LocalRunner {
         let src = work.join("src");
         let log = LogSink::new(self.store.clone(), build.id.clone(), self.config.max_log_bytes);
 
-        let mut clone = self.git(build);
+        let git_credential = self.credential(build, &log, Purpose::Clone).await?;
+        let mut clone = self.git();
         clone.args(["clone", "--quiet", "--no-checkout", "--"]).arg(&build.git_url).arg(&src);
+        let kept = match &git_credential {
+            Some(c) => Some(c.materialise(&mut clone, None).map_err(|e| Stop::Failed(format!("the team's git credential: {e}")))?),
+            None => None,
+        };
         self.step(&log, build, "git clone", clone, deadline).await?;
+        drop(kept);
         let commit = self.resolve(build, &src).await?;
-        let mut checkout = self.git(build);
+        if let Err(e) = self.store.set_commit(&build.id, &commit).await {
+            tracing::warn!(build = %build.id, error = %e, "cannot record the build's commit");
+        }
+        let mut checkout = self.git();
         checkout.arg("-C").arg(&src).args(["checkout", "--quiet", "--detach"]).arg(&commit);
         self.step(&log, build, "git checkout", checkout, deadline).await?;
 
@@ -129,27 +141,75 @@ impl LocalRunner {
         {
             push.arg("--tls-verify=false");
         }
+        let registry_credential = self.credential(build, &log, Purpose::Push).await?;
+        let kept = match &registry_credential {
+            Some(c) => {
+                let (kept, file) = c.registry_auth_file().map_err(|e| Stop::Failed(format!("the team's registry credential: {e}")))?;
+                push.arg("--authfile").arg(file);
+                Some(kept)
+            }
+            None => None,
+        };
         push.arg("--digestfile").arg(&digest_file).arg("--").arg(&reference).arg(format!("docker://{reference}"));
         self.step(&log, build, "push", push, deadline).await?;
+        drop(kept);
         let digest = tokio::fs::read_to_string(&digest_file).await.map_err(|e| Stop::Failed(format!("the push left no digest: {e}")))?;
         log.line(&format!("[nova] pushed {reference}@{}", digest.trim())).await;
         Ok(digest.trim().to_string())
     }
 
-    fn git(&self, build: &Build) -> Command {
-        let mut c = Command::new(&self.config.git);
-        c.env("GIT_TERMINAL_PROMPT", "0").env_remove("GIT_ASKPASS").env_remove("SSH_ASKPASS");
-        if let Some(cred) = (self.credentials)(&build.component_ref) {
-            // The helper reads the credential from the environment: it never appears in argv.
-            c.args(["-c", "credential.helper=", "-c", "credential.helper=!f() { echo \"username=$NOVA_GIT_USERNAME\"; echo \"password=$NOVA_GIT_PASSWORD\"; }; f"]);
-            c.env("NOVA_GIT_USERNAME", cred.username).env("NOVA_GIT_PASSWORD", cred.password);
-        }
+    fn git(&self) -> Command {
+        let mut c = crate::process::command(&self.config.git);
+        // Never a remote helper that runs a command (`ext::`), whatever git's own configuration says,
+        // and no credential helper of the machine: only the team credential Nova hands over.
+        c.args(["-c", "protocol.ext.allow=never", "-c", "credential.helper="]);
+        // No credential prompts: a clone without the team's credential fails instead of waiting.
+        c.env("GIT_TERMINAL_PROMPT", "0").env("GIT_ASKPASS", "true").env("SSH_ASKPASS", "true");
         c
+    }
+
+    /// The owning team's credential for this build's clone or push: found through the
+    /// catalog's ownership only (never the request), its use audited and recorded, and named
+    /// in the build's log without its value. `None` when no team on the chain has one, or the
+    /// repository is not one a credential can cover (a local path).
+    async fn credential(&self, build: &Build, log: &LogSink, purpose: Purpose) -> Result<Option<TeamCredential>, Stop> {
+        let component = EntityRef::parse(&build.component_ref).map_err(|e| Stop::Failed(format!("component {}: {e}", build.component_ref)))?;
+        let snapshot = self.catalog.snapshot();
+        let store = self.secrets.as_ref();
+        let found = match purpose {
+            Purpose::Clone => credentials::for_component(store, &snapshot, &component, &build.git_url).await,
+            Purpose::Push => credentials::for_registry(store, &snapshot, &component, &build.image).await,
+        };
+        let credential = match found {
+            Ok(c) => c,
+            Err(CredentialError::Invalid { .. }) => None,
+            Err(e) => return Err(Stop::Failed(format!("cannot read the team's {} credential: {e}", purpose.kind()))),
+        };
+        let Some(c) = credential else {
+            log.line(&format!("[nova] no {} credential of the owning team covers {}", purpose.kind(), purpose.target(build))).await;
+            return Ok(None);
+        };
+        let (team, name) = (c.info.team.clone(), c.info.name.clone());
+        log.line(&format!("[nova] using team {team}'s {} credential {name}", purpose.kind())).await;
+        let event = AuditEvent {
+            actor: "system".into(),
+            teams: vec![team.clone()],
+            action: "credentials.use".into(),
+            target: format!("credential:{team}/{name}"),
+            outcome: Outcome::Success,
+            request_id: "-".into(),
+            details: json!({ "build": build.id, "component": build.component_ref, "purpose": purpose.kind(), "repository": purpose.target(build) }),
+        };
+        self.audit.record(event).await.map_err(|e| Stop::Failed(format!("cannot audit the credential's use: {e}")))?;
+        if let Err(e) = self.uses.record(&team, &name, &build.id).await {
+            tracing::warn!(build = %build.id, error = %e, "cannot record when the credential was used");
+        }
+        Ok(Some(c))
     }
 
     fn builder(&self) -> Command {
         let storage = self.root.join("storage");
-        let mut c = Command::new(&self.config.builder);
+        let mut c = crate::process::command(&self.config.builder);
         c.arg("--root").arg(storage.join("root")).arg("--runroot").arg(storage.join("run")).args(["--storage-driver", "vfs"]);
         c
     }
@@ -157,7 +217,7 @@ impl LocalRunner {
     /// The commit the build's ref names: a commit id, a remote branch or a tag.
     async fn resolve(&self, build: &Build, src: &Path) -> Result<String, Stop> {
         for candidate in [build.git_ref.clone(), format!("origin/{}", build.git_ref)] {
-            let out = self.git(build).arg("-C").arg(src).args(["rev-parse", "--verify", "--quiet", "--end-of-options"]).arg(format!("{candidate}^{{commit}}")).output().await;
+            let out = self.git().arg("-C").arg(src).args(["rev-parse", "--verify", "--quiet", "--end-of-options"]).arg(format!("{candidate}^{{commit}}")).output().await;
             if let Ok(out) = out
                 && out.status.success()
             {
@@ -171,8 +231,8 @@ impl LocalRunner {
     /// cancelled or runs out of time.
     async fn step(&self, log: &LogSink, build: &Build, name: &str, mut cmd: Command, deadline: tokio::time::Instant) -> Result<(), Stop> {
         log.line(&format!("[nova] {name}")).await;
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| Stop::Failed(format!("{name}: cannot start {:?}: {e}", cmd.as_std().get_program())))?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| Stop::Failed(format!("{name}: cannot start {:?}: {e}", cmd.argv()[0])))?;
         let out = tokio::spawn(pump(child.stdout.take().expect("piped"), log.clone()));
         let err = tokio::spawn(pump(child.stderr.take().expect("piped"), log.clone()));
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -198,6 +258,29 @@ impl LocalRunner {
             return Err(Stop::Failed(format!("{name} failed ({status})")));
         }
         Ok(())
+    }
+}
+
+/// What a credential is looked up for.
+#[derive(Clone, Copy)]
+enum Purpose {
+    Clone,
+    Push,
+}
+
+impl Purpose {
+    fn kind(self) -> &'static str {
+        match self {
+            Self::Clone => "git",
+            Self::Push => "registry",
+        }
+    }
+
+    fn target(self, build: &Build) -> &str {
+        match self {
+            Self::Clone => &build.git_url,
+            Self::Push => &build.image,
+        }
     }
 }
 

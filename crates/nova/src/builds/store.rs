@@ -4,6 +4,7 @@ use serde::Serialize;
 use sqlx::Row;
 use utoipa::ToSchema;
 
+use super::backend::RunHandle;
 use crate::storage::{Db, StorageError, now_ms};
 
 /// A `--build-arg` as stored and shown. Secret arguments are not accepted yet, so every value
@@ -27,6 +28,9 @@ pub struct Build {
     pub pipeline: String,
     pub git_url: String,
     pub git_ref: String,
+    /// The commit `gitRef` resolved to: when the build was asked for (a branch or tag without
+    /// a tag given, or a commit id), else when it was cloned.
+    pub git_commit: Option<String>,
     pub dockerfile: String,
     pub context: String,
     /// The repository pushed to.
@@ -43,6 +47,8 @@ pub struct Build {
     pub reason: Option<String>,
     /// The pushed image's digest, for succeeded builds.
     pub digest: Option<String>,
+    /// Where to follow the build in its remote backend (a Jenkins build, a GitHub run).
+    pub run_url: Option<String>,
 }
 
 /// A build to record; the store adds the id, state and times.
@@ -54,6 +60,7 @@ pub struct NewBuild {
     pub pipeline: String,
     pub git_url: String,
     pub git_ref: String,
+    pub git_commit: Option<String>,
     pub dockerfile: String,
     pub context: String,
     pub image: String,
@@ -65,7 +72,7 @@ pub struct NewBuild {
 macro_rules! select_builds {
     ($rest:literal) => {
         concat!(
-            "SELECT id, component_ref, requested_by, pipeline, git_url, git_ref, dockerfile, context, image, tag, build_args, state, created_at, updated_at, finished_at, reason, digest FROM builds ",
+            "SELECT id, component_ref, requested_by, pipeline, git_url, git_ref, git_commit, dockerfile, context, image, tag, build_args, state, created_at, updated_at, finished_at, reason, digest, run_handle FROM builds ",
             $rest
         )
     };
@@ -94,8 +101,8 @@ impl BuildStore {
         let now = now_ms();
         let args = serde_json::to_string(&new.build_args).expect("build args serialize");
         let inserted = sqlx::query(self.db.sql(
-            "INSERT INTO builds (id, component_ref, requested_by, idempotency_key, pipeline, git_url, git_ref, dockerfile, context, image, tag, build_args, state, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'requested', $13, $13)",
+            "INSERT INTO builds (id, component_ref, requested_by, idempotency_key, pipeline, git_url, git_ref, dockerfile, context, image, tag, build_args, state, created_at, updated_at, git_commit)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'requested', $13, $13, $14)",
         ))
         .bind(&id)
         .bind(&new.component_ref)
@@ -110,6 +117,7 @@ impl BuildStore {
         .bind(&new.tag)
         .bind(&args)
         .bind(now)
+        .bind(&new.git_commit)
         .execute(self.db.pool())
         .await;
         if let Err(e) = inserted {
@@ -124,7 +132,8 @@ impl BuildStore {
         Ok((self.get(&id).await?.ok_or_else(|| StorageError::from(sqlx::Error::RowNotFound))?, true))
     }
 
-    async fn by_key(&self, user: &str, key: &str) -> Result<Option<Build>, StorageError> {
+    /// The build `user` made with this idempotency key, if any.
+    pub async fn by_key(&self, user: &str, key: &str) -> Result<Option<Build>, StorageError> {
         let row = sqlx::query(self.db.sql(select_builds!("WHERE requested_by = $1 AND idempotency_key = $2"))).bind(user).bind(key).fetch_optional(self.db.pool()).await?;
         row.map(|r| from_row(&r)).transpose()
     }
@@ -159,6 +168,68 @@ impl BuildStore {
             return Ok(None);
         }
         self.get(id).await
+    }
+
+    /// Records the run a remote backend started for a build, which is then `queued`.
+    pub async fn set_run(&self, id: &str, run: &RunHandle) -> Result<(), StorageError> {
+        let json = serde_json::to_string(run).expect("run handles serialize");
+        sqlx::query(self.db.sql(
+            "UPDATE builds SET run_handle = $1, state = CASE WHEN state = 'requested' THEN 'queued' ELSE state END, updated_at = $2 WHERE id = $3",
+        ))
+        .bind(json)
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A build's remote run and the log offset copied from it so far.
+    pub async fn run_of(&self, id: &str) -> Result<Option<(RunHandle, u64)>, StorageError> {
+        let row = sqlx::query(self.db.sql("SELECT run_handle, run_log_offset FROM builds WHERE id = $1")).bind(id).fetch_optional(self.db.pool()).await?;
+        let Some(row) = row else { return Ok(None) };
+        let offset: i64 = row.try_get("run_log_offset")?;
+        Ok(run_handle(&row)?.map(|h| (h, offset.max(0) as u64)))
+    }
+
+    /// Moves a build that has not finished to `queued` or `running` as its backend reports.
+    pub async fn set_state(&self, id: &str, state: &str) -> Result<(), StorageError> {
+        sqlx::query(self.db.sql("UPDATE builds SET state = $1, updated_at = $2 WHERE id = $3 AND state <> $1 AND state NOT IN ('succeeded', 'failed', 'cancelled', 'timed_out', 'lost')"))
+            .bind(state)
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Appends remote log text and records the remote offset it ended at.
+    pub async fn append_run_log(&self, id: &str, text: &str, next_offset: u64) -> Result<(), StorageError> {
+        sqlx::query(self.db.sql("UPDATE builds SET log = log || $1, run_log_offset = $2, updated_at = $3 WHERE id = $4"))
+            .bind(text)
+            .bind(next_offset as i64)
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// The number of unfinished builds of each component that has some.
+    pub async fn active_by_component(&self) -> Result<Vec<(String, i64)>, StorageError> {
+        let rows = sqlx::query(self.db.sql("SELECT component_ref, COUNT(*) AS n FROM builds WHERE state IN ('requested', 'queued', 'running') GROUP BY component_ref")).fetch_all(self.db.pool()).await?;
+        rows.iter().map(|r| Ok((r.try_get("component_ref")?, r.try_get("n")?))).collect()
+    }
+
+    /// When `user`'s requests since `since_ms` were made, oldest first.
+    pub async fn requests_since(&self, user: &str, since_ms: i64) -> Result<Vec<i64>, StorageError> {
+        Ok(sqlx::query_scalar(self.db.sql("SELECT created_at FROM builds WHERE requested_by = $1 AND created_at >= $2 ORDER BY created_at")).bind(user).bind(since_ms).fetch_all(self.db.pool()).await?)
+    }
+
+    /// Records the commit a build checked out.
+    pub async fn set_commit(&self, id: &str, commit: &str) -> Result<(), StorageError> {
+        sqlx::query(self.db.sql("UPDATE builds SET git_commit = $1, updated_at = $2 WHERE id = $3")).bind(commit).bind(now_ms()).bind(id).execute(self.db.pool()).await?;
+        Ok(())
     }
 
     /// Appends output to a build's log.
@@ -224,6 +295,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Build, StorageError> {
         pipeline: r.try_get("pipeline")?,
         git_url: r.try_get("git_url")?,
         git_ref: r.try_get("git_ref")?,
+        git_commit: r.try_get("git_commit")?,
         dockerfile: r.try_get("dockerfile")?,
         context: r.try_get("context")?,
         image: r.try_get("image")?,
@@ -235,5 +307,11 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Build, StorageError> {
         finished_at: r.try_get("finished_at")?,
         reason: r.try_get("reason")?,
         digest: r.try_get("digest")?,
+        run_url: run_handle(r)?.and_then(|h| h.url).filter(|u| u.starts_with("https://") || u.starts_with("http://")),
     })
+}
+
+fn run_handle(r: &sqlx::any::AnyRow) -> Result<Option<RunHandle>, StorageError> {
+    let text: Option<String> = r.try_get("run_handle")?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StorageError::Corrupt(format!("builds.run_handle: {e}")))).transpose()
 }

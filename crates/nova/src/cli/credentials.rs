@@ -123,7 +123,8 @@ async fn put(args: PutArgs, rotate: bool) -> anyhow::Result<ExitCode> {
     };
     let req = CredentialRequest { kind, repositories: args.repositories, username: args.username, description: args.description, secret };
     let actor = super::cli_actor();
-    let (info, rotated) = credentials::put(store.as_ref(), &team, &name, &req, &actor, crate::storage::now_ms()).await?;
+    let checks = if config.builds.check_credentials { credentials::check_access(&config.builds.git, &req).await? } else { Vec::new() };
+    let (info, rotated) = credentials::put(store.as_ref(), &team, &name, &req, checks, &actor, crate::storage::now_ms()).await?;
     let action = if rotated { "credentials.rotate" } else { "credentials.register" };
     audit(&config, db, actor, action, &team, &name, json!({ "kind": info.kind, "repositories": info.repositories })).await?;
     println!("{team}/{name}: {}", if rotated { "rotated" } else { "registered" });

@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         super::builds_api::request, super::builds_api::list, super::builds_api::one, super::builds_api::cancel, super::builds_api::log, super::builds_api::events,
     ),
     components(schemas(ErrorsResponse, ErrorItem, LocationItem, ClaimsResponse, Problem,
+        crate::git_remote::AccessCheck, crate::secrets::credential_uses::LastUse,
         crate::auth::tokens::TokenInfo, super::tokens_api::NewToken, crate::flags::Flag, crate::flags::Rollout, super::flags_api::NewFlag, crate::audit::StoredEvent,
         crate::secrets::credentials::CredentialInfo, crate::secrets::credentials::CredentialRequest, crate::secrets::credentials::CredentialKind,
         super::builds_api::BuildRequest, super::builds_api::BuildArgInput, crate::builds::store::Build, crate::builds::store::StoredBuildArg))

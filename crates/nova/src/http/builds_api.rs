@@ -19,6 +19,9 @@ use crate::audit::Outcome;
 use crate::auth::Actor;
 use crate::authz::{self, Action};
 use crate::builds::local::RunBuild;
+use crate::builds::tracker::{TrackBuild, cancel_in_backend};
+use crate::git_remote;
+use crate::secrets::credentials::{self, CredentialError};
 use crate::storage::now_ms;
 use crate::builds::store::{Build, BuildStore, NewBuild, StoredBuildArg};
 
@@ -45,8 +48,8 @@ pub struct BuildRequest {
     pub dockerfile: String,
     /// The build context directory; default: the Dockerfile's directory.
     pub context: Option<String>,
-    /// The image tag, without the component's tag prefix; default (for a commit id only):
-    /// `YYYYMMDDTHHMMSSZ-<sha7>`.
+    /// The image tag, without the component's tag prefix; default: `YYYYMMDDTHHMMSSZ-<sha7>`
+    /// of the commit `gitRef` names when the build is asked for.
     pub tag: Option<String>,
     /// `--build-arg` names and values.
     #[serde(default)]
@@ -100,9 +103,31 @@ struct Asker {
     idempotency_key: Option<String>,
 }
 
+/// A checked request; `default_tag` is set when the tag is to be made from the commit a
+/// branch or tag names, which [`resolve_default_tag`] asks the repository for.
+struct Checked {
+    new: NewBuild,
+    default_tag: Option<DefaultTag>,
+}
+
+/// The parts of a default tag `<prefix>YYYYMMDDTHHMMSSZ-<sha7>` known before the commit.
+struct DefaultTag {
+    prefix: String,
+    stamp: String,
+}
+
+impl DefaultTag {
+    /// The full tag for `commit`, checked against the OCI tag grammar.
+    fn with(&self, commit: &str) -> Result<String, AppError> {
+        let tag = format!("{}{}-{}", self.prefix, self.stamp, &commit[..7.min(commit.len())]);
+        check_image_tag(&tag).map_err(|e| AppError::invalid("tag", format!("with the component's tag prefix, {}", e.0)))?;
+        Ok(tag)
+    }
+}
+
 /// Turns the request and the component's annotations into a checked build, or names the
 /// field and the rule it broke.
-fn validate(doc: &Value, req: &BuildRequest, asker: Asker, now: time::OffsetDateTime) -> Result<NewBuild, AppError> {
+fn validate(doc: &Value, req: &BuildRequest, asker: Asker, now: time::OffsetDateTime) -> Result<Checked, AppError> {
     let field = |name: &'static str| move |e: nova_domain::build::BuildParamError| AppError::invalid(name, e.0);
     let git_url = annotation(doc, "nova.dev/git-repository")
         .or_else(|| annotation(doc, "backstage.io/source-location").map(|s| s.strip_prefix("url:").unwrap_or(s)))
@@ -125,19 +150,21 @@ fn validate(doc: &Value, req: &BuildRequest, asker: Asker, now: time::OffsetDate
         Some(c) => RepoPath::parse(c).map_err(field("context"))?,
         None => dockerfile.parent(),
     };
-    let tag = match (&req.tag, git_ref.is_commit()) {
+    let stamp = now.format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z")).map_err(|e| AppError::Internal(e.into()))?;
+    let prefix = annotation(doc, "nova.dev/image-tag-prefix").unwrap_or("").to_string();
+    let commit = git_ref.is_commit().then(|| git_ref.as_str().to_string());
+    let default = DefaultTag { prefix: prefix.clone(), stamp };
+    let (full_tag, default_tag) = match (&req.tag, &commit) {
         (Some(t), _) => {
             check_image_tag(t).map_err(field("tag"))?;
-            t.clone()
+            let full = format!("{prefix}{t}");
+            check_image_tag(&full).map_err(|e| AppError::invalid("tag", format!("with the component's tag prefix, {e}")))?;
+            (full, None)
         }
-        (None, true) => {
-            let stamp = now.format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z")).map_err(|e| AppError::Internal(e.into()))?;
-            format!("{stamp}-{}", &git_ref.as_str()[..7])
-        }
-        (None, false) => return Err(AppError::invalid("tag", "is required unless gitRef is a full commit id")),
+        (None, Some(sha)) => (default.with(sha)?, None),
+        // Checked now with a placeholder commit, so a prefix too long is refused before git runs.
+        (None, None) => (default.with("0000000")?, Some(default)),
     };
-    let full_tag = format!("{}{tag}", annotation(doc, "nova.dev/image-tag-prefix").unwrap_or(""));
-    check_image_tag(&full_tag).map_err(|e| AppError::invalid("tag", format!("with the component's tag prefix, {e}")))?;
     if req.build_args.len() > MAX_BUILD_ARGS {
         return Err(AppError::invalid("buildArgs", format!("must have at most {MAX_BUILD_ARGS} entries")));
     }
@@ -156,19 +183,42 @@ fn validate(doc: &Value, req: &BuildRequest, asker: Asker, now: time::OffsetDate
         BuildPipeline::Local => "local".to_string(),
         BuildPipeline::Remote { backend, target } => format!("{backend}:{target}"),
     };
-    Ok(NewBuild {
+    let new = NewBuild {
         component_ref: asker.component_ref,
         requested_by: asker.requested_by,
         idempotency_key: asker.idempotency_key,
         pipeline,
         git_url: git_url.to_string(),
         git_ref: git_ref.as_str().to_string(),
+        git_commit: commit,
         dockerfile: dockerfile.as_str().to_string(),
         context: context.as_str().to_string(),
         image: image.to_string(),
         tag: full_tag,
         build_args: args,
-    })
+    };
+    Ok(Checked { new, default_tag })
+}
+
+/// Makes the default tag of a build whose `gitRef` is a branch or tag: asks the repository
+/// (`git ls-remote`, with the owning team's credential) which commit the ref names now and
+/// records it on the build, so the tag names the commit that is built.
+async fn resolve_default_tag(state: &AppState, component: &EntityRef, checked: Checked) -> Result<NewBuild, AppError> {
+    let Checked { mut new, default_tag } = checked;
+    let Some(default_tag) = default_tag else { return Ok(new) };
+    let snapshot = state.catalog.snapshot();
+    let credential = match credentials::for_component(state.secrets.as_ref(), &snapshot, component, &new.git_url).await {
+        Ok(c) => c,
+        Err(CredentialError::Invalid { .. }) => None,
+        Err(e) => return Err(AppError::Unavailable(format!("cannot read the team's git credential to resolve gitRef: {e}"))),
+    };
+    let commit = git_remote::resolve(&state.config.builds.git, &new.git_url, &new.git_ref, credential.as_ref())
+        .await
+        .map_err(|e| AppError::invalid("gitRef", format!("cannot be resolved to a commit for the default tag (give a tag, or check the repository and the team's credential): {e}")))?
+        .ok_or_else(|| AppError::invalid("gitRef", format!("names no branch or tag in {}; the default tag needs the commit it points at", new.git_url)))?;
+    new.tag = default_tag.with(&commit)?;
+    new.git_commit = Some(commit);
+    Ok(new)
 }
 
 /// The `Idempotency-Key` header: 1 to 200 visible ASCII characters.
@@ -212,6 +262,23 @@ pub async fn request_build(state: &AppState, actor: &Actor, raw: &str, parsed: R
         let asker = Asker { component_ref: entity.to_string(), requested_by: user, idempotency_key };
         validate(&doc, &req, asker, time::OffsetDateTime::now_utc())
     });
+    let checked = match checked {
+        Ok(c) => {
+            // The idempotency key's earlier build is answered as it is, whatever the limits now.
+            if let Some(build) = previous(state, &c.new).await? {
+                return Ok((build, false));
+            }
+            let gate = async {
+                check_pipeline(state, &c.new)?;
+                within_limits(state, &entity, &c.new.requested_by).await
+            };
+            match gate.await {
+                Ok(()) => resolve_default_tag(state, &entity, c).await,
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    };
     let new = match checked {
         Ok(c) => c,
         Err(e) => {
@@ -224,13 +291,67 @@ pub async fn request_build(state: &AppState, actor: &Actor, raw: &str, parsed: R
     if !created {
         return Ok((build, false));
     }
-    let details = json!({ "build": build.id, "idempotencyKey": key, "pipeline": build.pipeline, "gitUrl": build.git_url, "gitRef": build.git_ref,
+    let details = json!({ "build": build.id, "idempotencyKey": key, "pipeline": build.pipeline, "gitUrl": build.git_url, "gitRef": build.git_ref, "gitCommit": build.git_commit,
         "dockerfile": build.dockerfile, "context": build.context, "image": build.image, "tag": build.tag, "buildArgs": build.build_args });
     authz::record(state, actor, "build.request", entity.to_string(), Outcome::Success, details).await?;
     if build.pipeline == "local" {
         state.jobs.enqueue(&RunBuild { build_id: build.id.clone() }, Some(&format!("build.run:{}", build.id)), now_ms()).await?;
+    } else {
+        state.jobs.enqueue(&TrackBuild { build_id: build.id.clone() }, Some(&format!("build.track:{}", build.id)), now_ms()).await?;
     }
     Ok((build, true))
+}
+
+/// The build this user's idempotency key already made, if any.
+async fn previous(state: &AppState, new: &NewBuild) -> Result<Option<Build>, AppError> {
+    match &new.idempotency_key {
+        Some(key) => Ok(store(state).by_key(&new.requested_by, key).await?),
+        None => Ok(None),
+    }
+}
+
+/// A remote pipeline must name a configured backend and a target of its shape.
+fn check_pipeline(state: &AppState, new: &NewBuild) -> Result<(), AppError> {
+    state.build_backends.select(&new.pipeline).map(drop).map_err(|e| AppError::invalid("buildPipeline", format!("the component's nova.dev/build-pipeline annotation: {e}")))
+}
+
+/// `builds.max_requests_per_user` per `builds.request_window`, and
+/// `builds.max_active_per_team` unfinished builds of the owning team's components.
+async fn within_limits(state: &AppState, component: &EntityRef, user: &str) -> Result<(), AppError> {
+    let limits = &state.config.builds;
+    let builds = store(state);
+    if limits.max_requests_per_user > 0 {
+        let window = limits.request_window.as_millis() as i64;
+        let now = now_ms();
+        let recent = builds.requests_since(user, now - window).await?;
+        if recent.len() >= limits.max_requests_per_user as usize {
+            let oldest = recent[recent.len() - limits.max_requests_per_user as usize];
+            let retry_after_secs = ((oldest + window - now).max(1000) as u64).div_ceil(1000);
+            return Err(AppError::TooManyRequests {
+                message: format!("{user} asked for {} builds in the last {}s; builds.max_requests_per_user is {}", recent.len(), window / 1000, limits.max_requests_per_user),
+                retry_after_secs,
+            });
+        }
+    }
+    if limits.max_active_per_team > 0 {
+        let snapshot = state.catalog.snapshot();
+        let owner = |c: &EntityRef| snapshot.get(c).and_then(|r| r.summary.owner.clone());
+        let Some(team) = owner(component) else { return Ok(()) };
+        let active: i64 = builds
+            .active_by_component()
+            .await?
+            .into_iter()
+            .filter(|(c, _)| EntityRef::parse(c).ok().and_then(|c| owner(&c)).is_some_and(|o| o == team))
+            .map(|(_, n)| n)
+            .sum();
+        if active >= i64::from(limits.max_active_per_team) {
+            return Err(AppError::TooManyRequests {
+                message: format!("{team} has {active} unfinished builds; builds.max_active_per_team is {}. Wait for one to finish or cancel one", limits.max_active_per_team),
+                retry_after_secs: limits.poll_interval.as_secs().max(30),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A component's builds, newest first (`?limit=`, 1 to 500, default 50).
@@ -267,7 +388,18 @@ async fn cancel(State(state): State<AppState>, actor: Actor, Path(id): Path<Stri
     if !store(&state).cancel(&id).await? {
         return Err(AppError::Conflict(format!("build {id} has already finished ({})", build.state)));
     }
-    authz::record(&state, &actor, "build.cancel", build.component_ref.clone(), Outcome::Success, json!({ "build": id })).await?;
+    let mut backend = None;
+    if let Some((run, _)) = store(&state).run_of(&id).await? {
+        // Nova's state is cancelled either way; the backend's answer goes in the log and audit.
+        let outcome = cancel_in_backend(&state.build_backends, &run).await;
+        let note = match &outcome {
+            Ok(()) => format!("[nova] cancelled; asked {} to stop the run\n", run.backend),
+            Err(e) => format!("[nova] cancelled in Nova; {} could not be asked to stop the run: {e}\n", run.backend),
+        };
+        store(&state).append_log(&id, &note).await?;
+        backend = Some(json!({ "backend": run.backend, "stopped": outcome.is_ok() }));
+    }
+    authz::record(&state, &actor, "build.cancel", build.component_ref.clone(), Outcome::Success, json!({ "build": id, "backend": backend })).await?;
     Ok(Json(find(&state, &id).await?))
 }
 

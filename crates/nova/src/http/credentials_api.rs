@@ -19,6 +19,7 @@ use crate::audit::Outcome;
 use crate::auth::Actor;
 use crate::authz::{self, Action, Target};
 use crate::secrets::SecretError;
+use crate::secrets::credential_uses::CredentialUses;
 use crate::secrets::credentials::{self, CredentialError, CredentialInfo, CredentialRequest};
 
 pub fn routes() -> Router<AppState> {
@@ -68,10 +69,15 @@ pub(crate) fn parse_request(body: &[u8]) -> Result<CredentialRequest, AppError> 
 pub(crate) async fn save(state: &AppState, actor: &Actor, team: &str, name: &str, req: &CredentialRequest) -> Result<CredentialInfo, AppError> {
     authz::require(state, actor, Action::ManageCredentials, &Target::Team(credentials::team_ref(team))).await?;
     let target = format!("credential:{team}/{name}");
-    match credentials::put(state.secrets.as_ref(), team, name, req, &actor.audit_name(), crate::storage::now_ms()).await {
+    let checked = if state.config.builds.check_credentials { credentials::check_access(&state.config.builds.git, req).await } else { Ok(Vec::new()) };
+    let saved = match checked {
+        Ok(checks) => credentials::put(state.secrets.as_ref(), team, name, req, checks, &actor.audit_name(), crate::storage::now_ms()).await,
+        Err(e) => Err(e),
+    };
+    match saved {
         Ok((info, rotated)) => {
             let action = if rotated { "credentials.rotate" } else { "credentials.register" };
-            authz::record(state, actor, action, target, Outcome::Success, json!({ "kind": info.kind, "repositories": info.repositories })).await?;
+            authz::record(state, actor, action, target, Outcome::Success, json!({ "kind": info.kind, "repositories": info.repositories, "checks": info.checks })).await?;
             Ok(info)
         }
         Err(e) => {
@@ -94,14 +100,26 @@ pub(crate) async fn remove(state: &AppState, actor: &Actor, team: &str, name: &s
 #[utoipa::path(get, path = "/api/v1/teams/{team}/credentials", params(("team" = String, Path)), responses((status = 200, body = [CredentialInfo]), (status = 403, body = super::error::Problem)))]
 async fn list(State(state): State<AppState>, actor: Actor, Path(team): Path<String>) -> Result<Json<Vec<CredentialInfo>>, AppError> {
     authz::require(&state, &actor, Action::ReadSensitive, &Target::Team(credentials::team_ref(&team))).await?;
-    Ok(Json(credentials::list(state.secrets.as_ref(), &team).await?))
+    Ok(Json(listed(&state, &team).await?))
+}
+
+/// The team's credentials with when builds last used them. Shared with the console.
+pub(crate) async fn listed(state: &AppState, team: &str) -> Result<Vec<CredentialInfo>, AppError> {
+    let mut infos = credentials::list(state.secrets.as_ref(), team).await?;
+    let uses = CredentialUses::new(state.db.clone()).for_team(team).await?;
+    for info in &mut infos {
+        info.last_use = uses.get(&info.name).cloned();
+    }
+    Ok(infos)
 }
 
 /// One credential's metadata.
 #[utoipa::path(get, path = "/api/v1/teams/{team}/credentials/{name}", params(("team" = String, Path), ("name" = String, Path)), responses((status = 200, body = CredentialInfo), (status = 403, body = super::error::Problem), (status = 404, body = super::error::Problem)))]
 async fn one(State(state): State<AppState>, actor: Actor, Path((team, name)): Path<(String, String)>) -> Result<Json<CredentialInfo>, AppError> {
     authz::require(&state, &actor, Action::ReadSensitive, &Target::Team(credentials::team_ref(&team))).await?;
-    Ok(Json(credentials::info(state.secrets.as_ref(), &team, &name).await?))
+    let mut info = credentials::info(state.secrets.as_ref(), &team, &name).await?;
+    info.last_use = CredentialUses::new(state.db.clone()).for_team(&team).await?.remove(&name);
+    Ok(Json(info))
 }
 
 /// Registers a credential (201), or rotates it when the team already has one with this name

@@ -55,6 +55,8 @@ pub struct AppInner {
     pub secrets: Arc<dyn crate::secrets::SecretStore>,
     pub registry: Arc<crate::registry::RegistryService>,
     pub auth: Auth,
+    /// The remote build backends (`[build_backends.<name>]`).
+    pub build_backends: crate::builds::backend::BuildBackends,
     /// The integration checks `/ready` shows platform admins, kept briefly.
     pub ready_detail: crate::doctor::ReadyCache,
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Precondition, SecretData, SecretError, SecretPath, SecretStore};
 use crate::catalog::Snapshot;
+use crate::git_remote::AccessCheck;
 
 /// Most repositories one credential may cover.
 pub const MAX_REPOSITORIES: usize = 5;
@@ -58,6 +59,13 @@ pub struct CredentialInfo {
     pub rotated_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated_at_ms: Option<i64>,
+    /// What registering (or rotating) found out about each repository: readable with the
+    /// credential, and whether a push was refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<AccessCheck>,
+    /// When a build last used it; from Nova's database, not the secret store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_use: Option<super::credential_uses::LastUse>,
 }
 
 /// A registration or rotation request, as the API and the console take it.
@@ -99,16 +107,8 @@ impl TeamCredential {
     /// dies with the directory). Never in a URL or argv. Git never prompts
     /// (`GIT_TERMINAL_PROMPT=0`). A `registry` credential is not for git and is refused.
     pub fn materialise(&self, cmd: &mut crate::process::Command, known_hosts: Option<&std::path::Path>) -> Result<Materialised, CredentialError> {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let io = |e: std::io::Error| CredentialError::Store(SecretError::Unavailable(format!("cannot prepare the credential for git: {e}")));
-        let dir = tempfile::Builder::new().prefix("nova-cred-").tempdir().map_err(io)?;
-        let write = |name: &str, text: &str, mode: u32| -> Result<std::path::PathBuf, CredentialError> {
-            let path = dir.path().join(name);
-            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&path).map_err(io)?;
-            f.write_all(text.as_bytes()).map_err(io)?;
-            Ok(path)
-        };
+        let dir = private_dir()?;
+        let write = |name: &str, text: &str, mode: u32| write_private(&dir, name, text, mode);
         cmd.env("GIT_TERMINAL_PROMPT", "0");
         match self.info.kind {
             CredentialKind::HttpsToken => {
@@ -129,6 +129,47 @@ impl TeamCredential {
         }
         Ok(Materialised { _dir: dir })
     }
+}
+
+impl TeamCredential {
+    /// Writes a `registry` credential as a containers auth file (`{"auths": {host: {"auth":
+    /// base64(user:password)}}}`), mode 0600 in a private temporary directory, for `buildah
+    /// push --authfile`: the path is an argument, the value is only in the file, which is
+    /// removed when the returned guard is dropped. The secret is `user:password`; one without
+    /// `:` is a token used with the user `nova` (registries such as GHCR accept any user).
+    pub fn registry_auth_file(&self) -> Result<(Materialised, std::path::PathBuf), CredentialError> {
+        use base64::Engine as _;
+        if self.info.kind != CredentialKind::Registry {
+            return Err(invalid("kind", "only a registry credential can push images"));
+        }
+        let host = self.info.username.as_deref().unwrap_or_default();
+        let secret = self.secret.expose();
+        let pair = if secret.contains(':') { secret.clone() } else { format!("nova:{secret}") };
+        let auth = Sensitive::new(base64::engine::general_purpose::STANDARD.encode(pair));
+        let file = Sensitive::new(serde_json::json!({ "auths": { host: { "auth": auth.expose() } } }).to_string());
+        let dir = private_dir()?;
+        let path = write_private(&dir, "auth.json", file.expose(), 0o600)?;
+        Ok((Materialised { _dir: dir }, path))
+    }
+}
+
+fn io_error(e: std::io::Error) -> CredentialError {
+    CredentialError::Store(SecretError::Unavailable(format!("cannot prepare the credential for a child process: {e}")))
+}
+
+/// A new temporary directory only this user can enter.
+fn private_dir() -> Result<tempfile::TempDir, CredentialError> {
+    tempfile::Builder::new().prefix("nova-cred-").tempdir().map_err(io_error)
+}
+
+/// Creates `name` in `dir` with `mode`, holding `text`.
+fn write_private(dir: &tempfile::TempDir, name: &str, text: &str, mode: u32) -> Result<std::path::PathBuf, CredentialError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = dir.path().join(name);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&path).map_err(io_error)?;
+    f.write_all(text.as_bytes()).map_err(io_error)?;
+    Ok(path)
 }
 
 /// A path quoted for the shell git runs `GIT_SSH_COMMAND` with.
@@ -183,14 +224,19 @@ pub fn normalize_repository(url: &str) -> Result<String, String> {
     let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed);
     if let Some((scheme, rest)) = trimmed.split_once("://") {
         let scheme = scheme.to_ascii_lowercase();
-        if scheme != "https" && scheme != "ssh" {
-            return Err(format!("scheme `{scheme}` is not allowed; use https:// or ssh:// (or scp-like user@host:path)"));
+        let refused = || format!("scheme `{scheme}` is not allowed; use https:// or ssh:// (or scp-like user@host:path); http:// only to this machine (127.0.0.1, localhost)");
+        if !matches!(scheme.as_str(), "https" | "ssh" | "http") {
+            return Err(refused());
         }
         let (authority, path) = rest.split_once('/').ok_or("needs a repository path after the host")?;
         if authority.is_empty() || path.is_empty() {
             return Err("needs a host and a repository path".into());
         }
-        if scheme == "https" && authority.contains('@') {
+        let loopback = matches!(authority.rsplit_once(':').map_or(authority, |(h, _)| h), "127.0.0.1" | "localhost" | "[::1]");
+        if scheme == "http" && !loopback {
+            return Err(refused());
+        }
+        if scheme != "ssh" && authority.contains('@') {
             return Err("must not carry credentials in the URL; give the username in `username`".into());
         }
         return Ok(format!("{scheme}://{}/{path}", authority.to_ascii_lowercase()));
@@ -237,7 +283,7 @@ fn validate(req: &CredentialRequest) -> Result<Vec<String>, CredentialError> {
             if secret.contains("ENCRYPTED") || openssh_key_is_encrypted(secret) {
                 return Err(invalid("secret", "the key is passphrase-protected; register a key without a passphrase"));
             }
-            if let Some(repo) = repos.iter().find(|r| r.starts_with("https://")) {
+            if let Some(repo) = repos.iter().find(|r| r.starts_with("https://") || r.starts_with("http://")) {
                 return Err(invalid("repositories", format!("{repo} is an https:// URL; an ssh-key credential is for ssh:// or scp-like URLs")));
             }
         }
@@ -252,7 +298,7 @@ fn validate(req: &CredentialRequest) -> Result<Vec<String>, CredentialError> {
                 return Err(invalid("username", format!("must be {what}, 1 to 255 characters without spaces")));
             }
             if req.kind == CredentialKind::HttpsToken {
-                if let Some(repo) = repos.iter().find(|r| !r.starts_with("https://")) {
+                if let Some(repo) = repos.iter().find(|r| !r.starts_with("https://") && !r.starts_with("http://")) {
                     return Err(invalid("repositories", format!("{repo} is not an https:// URL; an https-token credential is for https:// URLs")));
                 }
             }
@@ -319,9 +365,10 @@ pub async fn info(store: &dyn SecretStore, team: &str, name: &str) -> Result<Cre
 }
 
 /// Registers a credential, or rotates it when `team` already has one called `name` (the value
-/// and the other fields are replaced; who created it and when are kept). Returns the metadata
+/// and the other fields are replaced; who created it and when are kept), with the result of
+/// [`check_access`] (empty when not checked). Returns the metadata
 /// and whether it was a rotation.
-pub async fn put(store: &dyn SecretStore, team: &str, name: &str, req: &CredentialRequest, actor: &str, now_ms: i64) -> Result<(CredentialInfo, bool), CredentialError> {
+pub async fn put(store: &dyn SecretStore, team: &str, name: &str, req: &CredentialRequest, checks: Vec<AccessCheck>, actor: &str, now_ms: i64) -> Result<(CredentialInfo, bool), CredentialError> {
     let p = path(team, name)?;
     let repositories = validate(req)?;
     for other in list(store, team).await? {
@@ -348,6 +395,8 @@ pub async fn put(store: &dyn SecretStore, team: &str, name: &str, req: &Credenti
         created_at_ms: now_ms,
         rotated_by: None,
         rotated_at_ms: None,
+        checks,
+        last_use: None,
     };
     let (precondition, rotated) = match existing {
         Some((old, version)) => {
@@ -361,6 +410,43 @@ pub async fn put(store: &dyn SecretStore, team: &str, name: &str, req: &Credenti
     };
     store.put(&p, &join(&info, &req.secret), precondition).await?;
     Ok((info, rotated))
+}
+
+/// Tries the credential a request registers against each of its git repositories before it
+/// is stored: `git ls-remote` must succeed (else the request is refused, naming the repository
+/// and git's reason, never the value), and over HTTP(S) a `git push --dry-run` that the server
+/// refuses proves it read-only. A registry credential is not checked (empty answer).
+pub async fn check_access(git: &str, req: &CredentialRequest) -> Result<Vec<AccessCheck>, CredentialError> {
+    let repositories = validate(req)?;
+    if req.kind == CredentialKind::Registry {
+        return Ok(Vec::new());
+    }
+    let info = CredentialInfo {
+        team: String::new(),
+        name: String::new(),
+        kind: req.kind,
+        repositories: repositories.clone(),
+        username: req.username.as_ref().map(|u| u.trim().to_string()),
+        description: String::new(),
+        created_by: String::new(),
+        created_at_ms: 0,
+        rotated_by: None,
+        rotated_at_ms: None,
+        checks: Vec::new(),
+        last_use: None,
+    };
+    let credential = TeamCredential { info, secret: req.secret.clone() };
+    let mut checks = Vec::with_capacity(repositories.len());
+    for (i, (given, normalised)) in req.repositories.iter().zip(repositories).enumerate() {
+        let mut check = crate::git_remote::check_access(git, given.trim(), &credential).await;
+        if !check.readable {
+            let why = check.error.unwrap_or_default();
+            return Err(invalid(format!("repositories[{i}]"), format!("git ls-remote with this credential must succeed, and it failed: {why}")));
+        }
+        check.repository = normalised;
+        checks.push(check);
+    }
+    Ok(checks)
 }
 
 /// Revokes (deletes) a credential. `NotFound` when there is none.
@@ -381,6 +467,24 @@ pub async fn revoke(store: &dyn SecretStore, team: &str, name: &str) -> Result<C
 /// [`CredentialInfo::team`] and [`CredentialInfo::name`], never the value.
 pub async fn for_component(store: &dyn SecretStore, snapshot: &Snapshot, component: &EntityRef, repository: &str) -> Result<Option<TeamCredential>, CredentialError> {
     let wanted = normalize_repository(repository).map_err(|rule| invalid("repository", rule))?;
+    nearest(store, snapshot, component, |info| info.kind != CredentialKind::Registry && info.repositories.contains(&wanted)).await
+}
+
+/// The registry push credential a build of `component` may push `image` (`host[:port]/path`)
+/// with: a `registry` credential naming that host and the image's repository path, from the
+/// owning team or its nearest ancestor that has one, as [`for_component`] finds git credentials.
+pub async fn for_registry(store: &dyn SecretStore, snapshot: &Snapshot, component: &EntityRef, image: &str) -> Result<Option<TeamCredential>, CredentialError> {
+    let Some((host, repository)) = image.split_once('/') else { return Ok(None) };
+    let host = host.to_ascii_lowercase();
+    nearest(store, snapshot, component, |info| {
+        info.kind == CredentialKind::Registry && info.username.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&host)) && info.repositories.iter().any(|r| r == repository)
+    })
+    .await
+}
+
+/// The first credential `wanted` accepts, from the component's owning team, then up the
+/// `childOf` chain.
+async fn nearest(store: &dyn SecretStore, snapshot: &Snapshot, component: &EntityRef, wanted: impl Fn(&CredentialInfo) -> bool) -> Result<Option<TeamCredential>, CredentialError> {
     let Some(mut team) = snapshot.get(component).and_then(|r| r.summary.owner.clone()).filter(|o| o.kind() == "group") else {
         return Ok(None);
     };
@@ -388,7 +492,7 @@ pub async fn for_component(store: &dyn SecretStore, snapshot: &Snapshot, compone
     loop {
         if team.namespace() == "default" && validate_name("team", team.name()).is_ok() {
             for info in list(store, team.name()).await? {
-                if info.repositories.contains(&wanted) {
+                if wanted(&info) {
                     let (info, secret) = split(&store.get(&path(&info.team, &info.name)?).await?.data)?;
                     return Ok(Some(TeamCredential { info, secret }));
                 }
@@ -414,7 +518,8 @@ mod tests {
     fn repositories_are_normalised_and_dangerous_forms_refused() {
         assert_eq!(normalize_repository("HTTPS://Git.Example.com/a/b.git/").unwrap(), "https://git.example.com/a/b");
         assert_eq!(normalize_repository("git@Host:team/app.git").unwrap(), "git@host:team/app");
-        for bad in ["file:///srv/x", "ext::sh -c x", "-uhttps://x/y", "http://x/y", "https://u:p@x/y", "nohost"] {
+        assert_eq!(normalize_repository("http://127.0.0.1:8080/private/r.git").unwrap(), "http://127.0.0.1:8080/private/r");
+        for bad in ["file:///srv/x", "ext::sh -c x", "-uhttps://x/y", "http://x/y", "http://127.0.0.1.example.com/y", "http://u:p@localhost/y", "https://u:p@x/y", "nohost"] {
             assert!(normalize_repository(bad).is_err(), "{bad}");
         }
     }

@@ -19,6 +19,7 @@
 //! under `teams/<team>/` ([`SecretPath::team`]).
 
 mod config;
+pub mod credential_uses;
 pub mod credentials;
 pub mod file;
 mod path;

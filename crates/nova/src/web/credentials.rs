@@ -14,7 +14,7 @@ use super::view::{Chrome, time_text};
 use super::{PageError, render};
 use crate::auth::Actor;
 use crate::authz::{self, Action, Target};
-use crate::http::credentials_api::{remove, save};
+use crate::http::credentials_api::{listed, remove, save};
 use crate::http::{AppError, AppState};
 use crate::secrets::credentials::{self, CredentialInfo, CredentialKind, CredentialRequest};
 
@@ -27,6 +27,8 @@ struct Row {
     description: String,
     created: String,
     rotated: String,
+    last_used: String,
+    check: String,
 }
 
 impl From<CredentialInfo> for Row {
@@ -37,10 +39,28 @@ impl From<CredentialInfo> for Row {
             username: c.username.unwrap_or_default(),
             description: c.description,
             created: format!("{} by {}", time_text(Some(c.created_at_ms)), c.created_by),
+            check: check_text(&c.checks),
+            last_used: c.last_use.as_ref().map_or_else(|| "never".into(), |u| format!("{} (build {})", time_text(Some(u.at_ms)), u.build)),
             rotated: c.rotated_at_ms.map_or_else(|| "never".into(), |t| format!("{} by {}", time_text(Some(t)), c.rotated_by.unwrap_or_default())),
             name: c.name,
         }
     }
+}
+
+/// What registering found out, per repository.
+fn check_text(checks: &[crate::git_remote::AccessCheck]) -> String {
+    if checks.is_empty() {
+        return "not checked".into();
+    }
+    let one = |c: &crate::git_remote::AccessCheck| match c.read_only {
+        Some(true) => "readable, read-only (push refused)",
+        Some(false) => "readable, but the server accepts pushes with it",
+        None => "readable",
+    };
+    if checks.len() == 1 {
+        return one(&checks[0]).into();
+    }
+    checks.iter().map(|c| format!("{}: {}", c.repository, one(c))).collect::<Vec<_>>().join("; ")
 }
 
 fn kind_name(kind: CredentialKind) -> &'static str {
@@ -74,7 +94,7 @@ struct CredentialsPage {
 
 async fn page(state: &AppState, actor: &Actor, team: &str, form: FormValues, error: Option<String>, notice: Option<String>) -> Result<CredentialsPage, PageError> {
     authz::require(state, actor, Action::ReadSensitive, &Target::Team(credentials::team_ref(team))).await?;
-    let rows = credentials::list(state.secrets.as_ref(), team).await.map_err(AppError::from)?.into_iter().map(Row::from).collect();
+    let rows = listed(state, team).await?.into_iter().map(Row::from).collect();
     Ok(CredentialsPage { chrome: Chrome::new(state, actor, format!("Credentials of {team}"), ""), team: team.to_string(), rows, form, error, notice })
 }
 

@@ -32,6 +32,11 @@ impl Canary {
         Self(format!("canary-{}", uuid::Uuid::new_v4().simple()))
     }
 
+    /// A canary for a secret a real component dictates (a test server's password, say).
+    pub fn of(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+
     /// The value.
     pub fn value(&self) -> &str {
         &self.0

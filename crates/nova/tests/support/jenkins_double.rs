@@ -14,6 +14,7 @@
 //! - `/job/.../N/api/json` (building, result, duration, timestamp, description),
 //!   `/N/logText/progressiveText?start=K` with `X-Text-Size` and `X-More-Data`,
 //!   `POST /N/stop` (result ABORTED), `POST /queue/cancelItem?id=N` (204; 404 unknown; 422 left);
+//!   a deleted build (`doDelete`, done by the test) answers 404;
 //! - basic authentication: 401 on a wrong token, 403 without a user or without the permission,
 //!   404 on an unknown job; with `crumb_required`, a POST authenticated by a password (not an
 //!   API token) needs the crumb from `/crumbIssuer/api/json` and its session cookie.
@@ -81,6 +82,8 @@ pub struct Build {
     pub timestamp: i64,
     pub duration: i64,
     pub description: Option<String>,
+    /// Deleted (`doDelete`, or lost by a Jenkins restart): answers 404 and is not listed.
+    pub deleted: bool,
 }
 
 struct QueueItem {
@@ -185,6 +188,12 @@ impl JenkinsDouble {
         });
     }
 
+    /// Deletes a build, as `POST .../N/doDelete` does (or a Jenkins that lost it): from then
+    /// on it answers 404 and is not listed.
+    pub fn delete_build(&self, job: &str, number: u64) {
+        self.with(|s| s.build_mut(job, number).deleted = true);
+    }
+
     /// A job's builds, oldest first.
     pub fn builds(&self, job: &str) -> Vec<Build> {
         self.with(|s| s.jobs[job].builds.clone())
@@ -223,6 +232,7 @@ impl DoubleState {
                 timestamp: now_ms(),
                 duration: 0,
                 description: None,
+                deleted: false,
             });
             item.build = Some(number);
             item.left_at = Some(now);
@@ -403,6 +413,7 @@ fn job_route(s: &mut DoubleState, method: &Method, perm: Perm, segments: &[&str]
                 .builds
                 .iter()
                 .rev()
+                .filter(|b| !b.deleted)
                 .take(limit)
                 .map(|b| {
                     let parameters: Vec<Value> = b
@@ -425,7 +436,7 @@ fn job_route(s: &mut DoubleState, method: &Method, perm: Perm, segments: &[&str]
             .into_response()
         }
         (m, [number, tail @ ..]) => {
-            let Some(n) = number.parse::<usize>().ok().filter(|n| *n >= 1 && *n <= s.jobs[&job_name].builds.len()) else { return html(StatusCode::NOT_FOUND, "Not Found") };
+            let Some(n) = number.parse::<usize>().ok().filter(|n| *n >= 1 && *n <= s.jobs[&job_name].builds.len() && !s.jobs[&job_name].builds[*n - 1].deleted) else { return html(StatusCode::NOT_FOUND, "Not Found") };
             let build = &mut s.jobs.get_mut(&job_name).unwrap().builds[n - 1];
             match (m, tail) {
                 (Method::GET, ["api", "json"]) => axum::Json(json!({

@@ -23,7 +23,7 @@ pub enum Auth {
 
 /// The reader's credentials (pull only); the pusher is separate.
 pub const READER: (&str, &str) = ("nova-reader", "reader-s3cret");
-const PUSHER: (&str, &str) = ("pusher", "pusher-s3cret");
+pub const PUSHER: (&str, &str) = ("pusher", "pusher-s3cret");
 const SERVICE: &str = "nova-test-registry";
 const ISSUER: &str = "nova-test-issuer";
 
