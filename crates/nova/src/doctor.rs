@@ -216,10 +216,10 @@ impl ReadyCache {
 }
 
 fn config_report(config: &Config, source: &str) -> HealthReport {
-    if let Some(key) = &config.auth.session_key {
-        if let Err(e) = key.load() {
-            return HealthReport::fail("config", source, format!("auth.session_key: {e}"), format!("make {} hold the session key (at least 32 bytes)", key.describe()));
-        }
+    if let Some(key) = &config.auth.session_key
+        && let Err(e) = key.load()
+    {
+        return HealthReport::fail("config", source, format!("auth.session_key: {e}"), format!("make {} hold the session key (at least 32 bytes)", key.describe()));
     }
     let summary = format!(
         "valid: {} registries, {} build backends, {} secret store, {} catalog locations, OIDC {}",
@@ -238,10 +238,11 @@ fn config_report(config: &Config, source: &str) -> HealthReport {
 /// Connects (without creating a missing SQLite file) and compares the migrations.
 async fn database_check(url: &str) -> HealthReport {
     let shown = crate::app::redact_url(url);
-    if let Some(path) = crate::storage::sqlite_path(url) {
-        if path != ":memory:" && !Path::new(path).exists() {
-            return HealthReport::warn("database", shown, format!("no database file at {path} yet"), "start nova serve once (it creates and migrates the database), or fix database.url");
-        }
+    if let Some(path) = crate::storage::sqlite_path(url)
+        && path != ":memory:"
+        && !Path::new(path).exists()
+    {
+        return HealthReport::warn("database", shown, format!("no database file at {path} yet"), "start nova serve once (it creates and migrates the database), or fix database.url");
     }
     let cannot_connect = |e: &dyn std::fmt::Display| {
         HealthReport::fail(
@@ -312,10 +313,10 @@ fn secrets_kind(config: &SecretsConfig) -> &'static str {
 
 async fn secret_store_check(config: &SecretsConfig) -> HealthReport {
     let kind = secrets_kind(config);
-    if let SecretsConfig::File(f) = config {
-        if !f.path.exists() {
-            return HealthReport::warn(kind, f.path.display().to_string(), "no secret store file yet", "start nova serve once (it creates the store and its key), or fix secrets.path");
-        }
+    if let SecretsConfig::File(f) = config
+        && !f.path.exists()
+    {
+        return HealthReport::warn(kind, f.path.display().to_string(), "no secret store file yet", "start nova serve once (it creates the store and its key), or fix secrets.path");
     }
     match crate::secrets::open(config).await {
         Ok(store) => store.health_check().await,
@@ -325,10 +326,10 @@ async fn secret_store_check(config: &SecretsConfig) -> HealthReport {
 
 async fn oidc_check(config: OidcConfig) -> HealthReport {
     let issuer = config.issuer.clone();
-    if let Some(secret) = &config.client_secret {
-        if let Err(e) = secret.load() {
-            return HealthReport::fail("oidc", issuer, format!("auth.oidc.client_secret: {e}"), format!("make {} hold the client secret", secret.describe()));
-        }
+    if let Some(secret) = &config.client_secret
+        && let Err(e) = secret.load()
+    {
+        return HealthReport::fail("oidc", issuer, format!("auth.oidc.client_secret: {e}"), format!("make {} hold the client secret", secret.describe()));
     }
     match crate::auth::Oidc::new(config, None).check().await {
         Ok(keys) => HealthReport::pass("oidc", issuer, format!("discovery read; JWKS has {keys} signing keys")),
