@@ -99,7 +99,7 @@ impl App {
         }
         crate::release::install(&config, &db, &jobs, &audit, &secrets, &mut runner).await?;
         let registry = crate::registry::service::install(&config, &db, &jobs, &catalog, &mut runner).await?;
-        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, audit, flags, auth, metrics: telemetry::metrics_handle(), registry, secrets, build_backends }));
+        let state = AppState(Arc::new(AppInner { config, db, jobs, catalog, audit, flags, auth, metrics: telemetry::metrics_handle(), registry, secrets, build_backends, ready_detail: Default::default() }));
         Ok(Self { state, runner })
     }
 

@@ -33,6 +33,8 @@ pub struct Config {
     pub release: crate::release::ReleaseSettings,
     /// `[environments.<name>]`: the ordered environments artifacts are promoted through.
     pub environments: BTreeMap<String, crate::release::EnvironmentConfig>,
+    /// `[observability]`: what fills the Grafana links' placeholders.
+    pub observability: ObservabilityConfig,
 }
 
 impl Default for Config {
@@ -52,8 +54,20 @@ impl Default for Config {
             build_backends: BTreeMap::new(),
             release: Default::default(),
             environments: BTreeMap::new(),
+            observability: ObservabilityConfig::default(),
         }
     }
+}
+
+/// `[observability]`: what fills the `${...}` placeholders of the Grafana links in catalog
+/// annotations (`grafana.io/loki-query-url`, `grafana.io/dashboard-url`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservabilityConfig {
+    /// Fills `${BASE_DOMAIN}`, e.g. `example.com` for `https://grafana.${BASE_DOMAIN}/...`.
+    pub base_domain: Option<String>,
+    /// Fills `${NAMESPACE}` for components without a `backstage.io/kubernetes-namespace`.
+    pub default_namespace: Option<String>,
 }
 
 /// `[audit]`: the tamper-evident audit log.

@@ -148,3 +148,27 @@ fn credentials_are_managed_from_the_command_line_without_echoing_the_secret() {
     let db = std::fs::read(dir.path().join("nova.db")).unwrap();
     assert!(!String::from_utf8_lossy(&db).contains(&secret));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_copies_a_live_sqlite_database_and_refuses_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/nova.db", dir.path().display());
+    let db = nova::storage::Db::connect(&url, 2).await.unwrap();
+    db.migrate().await.unwrap();
+    sqlx::query("CREATE TABLE backup_probe (x TEXT)").execute(db.pool()).await.unwrap();
+    sqlx::query("INSERT INTO backup_probe VALUES ('kept')").execute(db.pool()).await.unwrap();
+    let to = dir.path().join("copy.db");
+    // The database stays open (as under a running Nova) while the copy is taken.
+    let out = nova().args(["backup", "--database-url", &url, "--to"]).arg(&to).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let copy = nova::storage::Db::connect(&format!("sqlite://{}", to.display()), 1).await.unwrap();
+    let kept: String = sqlx::query_scalar("SELECT x FROM backup_probe").fetch_one(copy.pool()).await.unwrap();
+    assert_eq!(kept, "kept");
+    assert!(copy.migration_status().await.unwrap().pending.is_empty(), "the copy is migrated like the original");
+    let again = nova().args(["backup", "--database-url", &url, "--to"]).arg(&to).output().unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("does not overwrite"));
+    let pg = nova().args(["backup", "--database-url", "postgres://nova@127.0.0.1:1/nova", "--to"]).arg(dir.path().join("pg.db")).output().unwrap();
+    assert_eq!(pg.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&pg.stderr).contains("pg_dump"));
+}

@@ -108,7 +108,10 @@ on_both_backends! {
         assert!(c.contains("href=\"/catalog/default/system/payments-platform\""));
         assert!(c.contains("href=\"/catalog/default/resource/payments-db\""), "depends on");
         assert!(c.contains("href=\"/catalog/default/api/payments-api\""), "provides");
-        assert!(c.contains("Dashboard (Grafana)</a>") && c.contains("https://grafana.${BASE_DOMAIN}/d/service-overview?var-namespace=${NAMESPACE}&#38;var-app=${APP_NAME}"));
+        // Grafana links: ${NAMESPACE} and ${APP_NAME} filled from the component; ${BASE_DOMAIN}
+        // is not configured here, so it stays visible and the page says why.
+        assert!(c.contains("href=\"https://grafana.${BASE_DOMAIN}/d/service-overview?var-namespace=payments-platform&#38;var-app=payment-service\""), "{c}");
+        assert!(c.contains("Dashboard (Grafana)</a> <span class=\"muted\">(not filled in: ${BASE_DOMAIN}: observability.base_domain is not set)</span>"), "{c}");
         assert!(c.contains("aria-current=\"page\">Overview</a>"));
         assert_eq!(page(&app, "/catalog/default/component/payment-service/overview", 200).await, c, "the first tab has two addresses");
         page(&app, "/catalog/default/component/payment-service/nope", 404).await;
@@ -232,4 +235,29 @@ on_both_backends! {
         assert!(list.len() < 100_000, "catalog page is {} bytes", list.len());
         eprintln!("page sizes: group with 50 components {} bytes, catalog page {} bytes", group.len(), list.len());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_links_are_filled_from_config_and_the_component() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "c.yaml",
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: Billing-API\n  annotations:\n    grafana.io/dashboard-url: 'https://grafana.${BASE_DOMAIN}/d/x?ns=${NAMESPACE}&app=${APP_NAME}&t=${TEAM}'\n    grafana.io/loki-query-url: 'https://grafana.${BASE_DOMAIN}/explore?app=${APP_NAME}'\nspec: {type: service, lifecycle: production, owner: billing}\n",
+    );
+    let opts = Options {
+        locations: vec!["c.yaml".into()],
+        dir: Some(dir),
+        configure: Some(Box::new(|c| {
+            c.observability.base_domain = Some("example.com".into());
+            c.observability.default_namespace = Some("shared apps".into());
+        })),
+        ..Default::default()
+    };
+    let app = spawn_app_with(Backend::Sqlite, opts).await;
+    let c = page(&app, "/catalog/default/component/billing-api", 200).await;
+    // The default namespace fills ${NAMESPACE} (percent-encoded); ${TEAM} is unknown: kept and reported.
+    assert!(c.contains("href=\"https://grafana.example.com/d/x?ns=shared%20apps&#38;app=Billing-API&#38;t=${TEAM}\""), "{c}");
+    assert!(c.contains("(not filled in: ${TEAM}: unknown placeholder (known: BASE_DOMAIN, NAMESPACE, APP_NAME))"), "{c}");
+    assert!(c.contains("href=\"https://grafana.example.com/explore?app=Billing-API\" rel=\"noopener noreferrer\">Logs (Grafana Loki)</a></li>"), "a fully filled link has no note: {c}");
 }

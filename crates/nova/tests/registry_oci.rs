@@ -428,11 +428,12 @@ async fn flag_and_registry_check_commands() {
     };
     let out = nova_cmd().args(["registry", "check", "--config"]).arg(config(&password)).output().unwrap();
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok    basic (oci)"));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("pass  oci  basic\n"), "{}", String::from_utf8_lossy(&out.stdout));
     let wrong = write_file(dir.path(), "wrong", "nope");
     let out = nova_cmd().args(["registry", "check", "--config"]).arg(config(&wrong)).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL  basic (oci): denied"));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("FAIL  oci  basic\n      denied: ") && table.contains("      fix: check registries.basic.username"), "{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -267,6 +267,13 @@ pub struct ReadLimits {
     pub max_depth: usize,
 }
 
+impl ReadLimits {
+    /// The limits `[catalog]` sets.
+    pub fn from_config(config: &crate::config::CatalogConfig) -> Self {
+        Self { max_file_bytes: config.max_file_bytes, max_depth: 16 }
+    }
+}
+
 /// One entity read from a file, with its 1-based document index.
 #[derive(Debug, Clone)]
 pub struct ParsedDoc {

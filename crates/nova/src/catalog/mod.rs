@@ -124,7 +124,7 @@ impl Catalog {
 
     /// Limits used when reading locations.
     pub fn limits(&self) -> ReadLimits {
-        ReadLimits { max_file_bytes: self.config.max_file_bytes, max_depth: 16 }
+        ReadLimits::from_config(&self.config)
     }
 
     /// Every location with its refresh status.

@@ -1,9 +1,11 @@
 //! The `nova` command line: one binary whose subcommands are its modes.
 
 mod audit;
+mod backup;
 mod build;
 mod catalog;
 mod credentials;
+mod doctor;
 mod registry;
 mod flags;
 mod hydrate;
@@ -57,6 +59,11 @@ enum Command {
     /// Registry insight: the drift report, registry checks (docs/REGISTRY.md).
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
+    /// Check every configured integration with a real, cheap call and print what to fix:
+    /// exit 1 when a check fails (docs/DEPLOY.md).
+    Doctor(doctor::DoctorArgs),
+    /// Copy the live SQLite database to a file (docs/DEPLOY.md, "Backups").
+    Backup(backup::BackupArgs),
 }
 
 #[derive(Subcommand)]
@@ -86,6 +93,8 @@ pub fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Check(args)) => nova_policy::run_policy_check(args),
         Command::Hydrate(cmd) => hydrate::run(cmd),
         Command::Registry(cmd) => registry::run(cmd),
+        Command::Doctor(args) => doctor::run(args),
+        Command::Backup(args) => backup::run(args),
     }
 }
 

@@ -101,15 +101,9 @@ async fn drift(args: DriftArgs) -> anyhow::Result<ExitCode> {
 async fn check(args: CommonArgs) -> anyhow::Result<ExitCode> {
     let config = load(&args)?;
     let registries = crate::registry::Registries::build(&config.registries, &config.registry).await?;
-    let mut failed = false;
-    for r in registries.iter() {
-        match r.provider.health_check().await {
-            Ok(what) => println!("ok    {} ({}): {what}", r.name, r.provider.kind()),
-            Err(e) => {
-                failed = true;
-                println!("FAIL  {} ({}): {} — {e}", r.name, r.provider.kind(), e.category());
-            }
-        }
-    }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    let started = std::time::Instant::now();
+    let reports = futures_util::future::join_all(registries.iter().map(|r| r.health())).await;
+    let report = crate::doctor::DoctorReport::of(reports, started.elapsed());
+    print!("{}", report.table());
+    Ok(if report.status == crate::health::HealthStatus::Fail { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

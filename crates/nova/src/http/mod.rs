@@ -58,6 +58,8 @@ pub struct AppInner {
     pub auth: Auth,
     /// The remote build backends (`[build_backends.<name>]`).
     pub build_backends: crate::builds::backend::BuildBackends,
+    /// The integration checks `/ready` shows platform admins, kept briefly.
+    pub ready_detail: crate::doctor::ReadyCache,
 }
 
 /// Cheap-to-clone handle on [`AppInner`].

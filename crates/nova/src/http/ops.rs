@@ -1,5 +1,10 @@
 //! Operations endpoints: `/health` (the process answers), `/ready` (it can serve: database
 //! reachable and every configured location read once) and `/metrics` (Prometheus).
+//!
+//! For platform admins, `/ready` adds `integrations`: `nova doctor`'s checks made with this
+//! process's registries, build backends, secret store and OIDC issuer, cached for
+//! [`crate::doctor::ReadyCache::TTL`]. They inform; they do not change readiness, so an
+//! orchestrator does not take every replica out because Jenkins is down.
 
 use axum::Json;
 use axum::Router;
@@ -9,7 +14,12 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 
-use super::AppState;
+use super::{AppError, AppState};
+use crate::auth::Actor;
+use crate::authz::{self, Action, Decision, Target};
+
+/// Longest one integration check of the admin detail may take.
+const DETAIL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/health", get(health)).route("/ready", get(ready)).route("/metrics", get(metrics_text))
@@ -19,7 +29,7 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+async fn ready(State(state): State<AppState>, actor: Result<Actor, AppError>) -> impl IntoResponse {
     let database = match tokio::time::timeout(std::time::Duration::from_secs(2), state.db.ping()).await {
         Ok(Ok(())) => json!({"status": "ok", "backend": state.db.backend().as_str()}),
         Ok(Err(e)) => json!({"status": "fail", "reason": e.to_string()}),
@@ -32,7 +42,12 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     };
     let ok = database["status"] == "ok" && catalog["status"] == "ok";
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({"status": if ok { "ready" } else { "not-ready" }, "checks": {"database": database, "catalog": catalog}})))
+    let mut body = json!({"status": if ok { "ready" } else { "not-ready" }, "checks": {"database": database, "catalog": catalog}});
+    let admin = actor.is_ok_and(|a| authz::decide(&a, Action::Admin, &Target::Platform, false) == Decision::Allow);
+    if admin {
+        body["integrations"] = json!(*state.ready_detail.get(&state, DETAIL_TIMEOUT).await);
+    }
+    (status, Json(body))
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {

@@ -46,6 +46,37 @@ pub struct Registry {
     ecr: Option<(String, String, bool)>,
 }
 
+impl Registry {
+    /// The provider's health check as a report for `nova doctor`, `nova registry check` and
+    /// `/ready`, with what to do about a failure.
+    pub async fn health(&self) -> crate::health::HealthReport {
+        health_report(&self.name, self.provider.clone()).await
+    }
+}
+
+/// A registry's health check as a report; owned arguments, so the check can run on its own task.
+pub async fn health_report(name: &str, provider: Arc<dyn RegistryProvider>) -> crate::health::HealthReport {
+    use crate::health::HealthReport;
+    let kind = provider.kind();
+    let target = name.to_string();
+    let error = match provider.health_check().await {
+        Ok(what) => return HealthReport::pass(kind, target, what),
+        Err(e) => e,
+    };
+    let fix = match &error {
+        RegistryError::Denied(_) if kind == "ecr" => format!(
+            "give Nova's AWS role ecr:DescribeRepositories, ecr:DescribeImages, ecr:ListTagsForResource, ecr:BatchGetImage and ecr:DescribeImageScanFindings on the repositories of registries.{name} (docs/REGISTRY.md)"
+        ),
+        RegistryError::Denied(_) => format!("check registries.{name}.username and the password reference, and that the account may pull"),
+        RegistryError::RateLimited(_) => return HealthReport::warn(kind, target, error.to_string(), "wait for the limit to reset, or authenticate for a higher one"),
+        RegistryError::Unavailable(_) => format!("check registries.{name} (URL, region) and that this host can reach the registry"),
+        RegistryError::BadResponse(_) => format!("check that registries.{name}.url is the registry's root (where /v2/ answers)"),
+        RegistryError::Refused(_) => "the registry sent Nova to an address it refuses (metadata or link-local); check the registry's redirect settings".into(),
+        RegistryError::NotFound(_) | RegistryError::Config(_) => format!("fix registries.{name} as the message says"),
+    };
+    HealthReport::fail(kind, target, format!("{}: {error}", error.category()), fix)
+}
+
 /// Every configured registry, by name.
 #[derive(Default)]
 pub struct Registries {

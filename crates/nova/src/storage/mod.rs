@@ -49,6 +49,23 @@ pub enum StorageError {
     Corrupt(String),
 }
 
+/// Applied migrations compared with the embedded ones (versions are the file names' prefixes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationStatus {
+    /// Migrations this binary embeds.
+    pub embedded: usize,
+    /// Rows in the database's migration table.
+    pub applied: usize,
+    /// Embedded but not applied yet: `nova serve` applies them at start.
+    pub pending: Vec<i64>,
+    /// Applied by a binary that knows migrations this one does not (a newer Nova).
+    pub unknown: Vec<i64>,
+    /// Started but not finished.
+    pub failed: Vec<i64>,
+    /// Applied with different contents than this binary embeds.
+    pub modified: Vec<i64>,
+}
+
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -90,19 +107,39 @@ impl Db {
         Ok(())
     }
 
-    /// Whether every migration this binary knows has been applied.
-    pub async fn is_migrated(&self) -> Result<bool, StorageError> {
+    /// How the database's applied migrations compare with the ones this binary embeds, for
+    /// `nova doctor`. A database no migration ran on yet has every migration pending.
+    pub async fn migration_status(&self) -> Result<MigrationStatus, StorageError> {
         let migrator = match self.backend {
             Backend::Sqlite => &SQLITE_MIGRATOR,
             Backend::Postgres => &POSTGRES_MIGRATOR,
         };
-        let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
-            .fetch_optional(&self.pool)
-            .await
-            .ok()
-            .flatten();
-        Ok(applied.unwrap_or(0) >= latest)
+        let applied: Vec<(i64, i64, Vec<u8>)> = match sqlx::query_as("SELECT version, CAST(success AS INTEGER), checksum FROM _sqlx_migrations").fetch_all(&self.pool).await {
+            Ok(rows) => rows,
+            // The table is made by the first migration run; without it nothing was applied.
+            Err(sqlx::Error::Database(e)) if e.message().contains("_sqlx_migrations") => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let embedded: Vec<&sqlx::migrate::Migration> = migrator.iter().filter(|m| !m.migration_type.is_down_migration()).collect();
+        let mut status = MigrationStatus { embedded: embedded.len(), applied: applied.len(), ..Default::default() };
+        for m in &embedded {
+            match applied.iter().find(|(v, _, _)| *v == m.version) {
+                None => status.pending.push(m.version),
+                Some((_, success, _)) if *success == 0 => status.failed.push(m.version),
+                Some((_, _, checksum)) if checksum.as_slice() != &*m.checksum => status.modified.push(m.version),
+                Some(_) => {}
+            }
+        }
+        status.unknown = applied.iter().map(|(v, _, _)| *v).filter(|v| !embedded.iter().any(|m| m.version == *v)).collect();
+        Ok(status)
+    }
+
+    /// Writes a consistent copy of a SQLite database to `path` (SQLite's `VACUUM INTO`), while
+    /// other connections keep reading and writing. `path` must not exist. PostgreSQL has its
+    /// own tools (`pg_dump`); on it this fails.
+    pub async fn backup_sqlite(&self, path: &std::path::Path) -> Result<(), StorageError> {
+        sqlx::query(self.sql("VACUUM INTO $1")).bind(path.to_string_lossy().into_owned()).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// The pool, for queries.
@@ -136,6 +173,12 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// The file of a `sqlite:` URL (`:memory:` for an in-memory database); `None` for other URLs.
+pub fn sqlite_path(url: &str) -> Option<&str> {
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(path.split_once('?').map_or(path, |(p, _)| p))
 }
 
 fn sqlite_url(url: &str) -> Result<String, StorageError> {

@@ -79,8 +79,8 @@ async fn entity_page(state: AppState, actor: Actor, namespace: &str, kind: &str,
         EntityKind::Component => component_page(state, actor, snap.clone(), record.entity_ref.clone(), chrome, header, tab, params).await,
         EntityKind::Group => org::group_page(&state, &snap, record, chrome, header),
         EntityKind::User => org::user_page(&state, &snap, record, chrome, header),
-        EntityKind::System | EntityKind::Domain => system::page(&snap, record, chrome, header),
-        _ => render(&GenericPage { chrome, header, overview: Overview::new(&snap, record) }),
+        EntityKind::System | EntityKind::Domain => system::page(&snap, record, chrome, header, &state.config.observability),
+        _ => render(&GenericPage { chrome, header, overview: Overview::new(&snap, record, &state.config.observability) }),
     }
 }
 
@@ -125,11 +125,13 @@ pub struct ExternalLink {
     /// `None` when the URL is not http(s)/mailto: it is shown as text, never as a link.
     pub href: Option<String>,
     pub url: String,
+    /// Shown beside the link, e.g. placeholders that could not be filled in.
+    pub note: Option<String>,
 }
 
 impl ExternalLink {
     fn new(text: impl Into<String>, url: &str) -> Self {
-        Self { text: text.into(), href: safe_href(url), url: url.to_string() }
+        Self { text: text.into(), href: safe_href(url), url: url.to_string(), note: None }
     }
 }
 
@@ -168,15 +170,54 @@ fn relation_sections(kind: EntityKind) -> &'static [(RelationType, &'static str)
 /// The annotations that hold observability deep links, with their labels.
 pub const OBSERVABILITY_ANNOTATIONS: [(&str, &str); 2] = [("grafana.io/loki-query-url", "Logs (Grafana Loki)"), ("grafana.io/dashboard-url", "Dashboard (Grafana)")];
 
-/// The URL an observability annotation links to for `entity`. The `${...}` placeholders
-/// (`${NAMESPACE}`, `${APP_NAME}`, ...) are filled here by a later issue; for now the link is
-/// shown as written.
-pub fn observability_link(template: &str, _entity: &EntityRecord) -> String {
-    template.to_string()
+/// An observability annotation's link for one entity: the URL with its placeholders filled,
+/// and the placeholders that could not be, each with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservabilityLink {
+    pub url: String,
+    pub unfilled: Vec<String>,
 }
 
+/// Fills the `${...}` placeholders of an observability annotation for `entity`:
+/// `${BASE_DOMAIN}` from `observability.base_domain`, `${NAMESPACE}` from the entity's
+/// `backstage.io/kubernetes-namespace` (else `observability.default_namespace`) and
+/// `${APP_NAME}` from its name. Values are percent-encoded. A placeholder that is unknown or
+/// has no value is left as written and reported, so the page shows what is missing.
+pub fn observability_link(template: &str, entity: &EntityRecord, config: &crate::config::ObservabilityConfig) -> ObservabilityLink {
+    let value = entity.value();
+    let namespace = value["metadata"]["annotations"]["backstage.io/kubernetes-namespace"].as_str().map(str::to_string).or_else(|| config.default_namespace.clone());
+    let mut url = String::new();
+    let mut unfilled = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        url.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find('}') else { break };
+        let placeholder = &rest[start..start + len + 1];
+        let filled = match &placeholder[2..placeholder.len() - 1] {
+            "BASE_DOMAIN" => config.base_domain.clone().ok_or("observability.base_domain is not set"),
+            "NAMESPACE" => namespace.clone().ok_or("no backstage.io/kubernetes-namespace annotation and no observability.default_namespace"),
+            "APP_NAME" => Ok(value["metadata"]["name"].as_str().unwrap_or(entity.entity_ref.name()).to_string()),
+            _ => Err("unknown placeholder (known: BASE_DOMAIN, NAMESPACE, APP_NAME)"),
+        };
+        match filled {
+            Ok(v) => url.push_str(&percent_encoding::utf8_percent_encode(&v, URL_VALUE).to_string()),
+            Err(why) => {
+                url.push_str(placeholder);
+                unfilled.push(format!("{placeholder}: {why}"));
+            }
+        }
+        rest = &rest[start + len + 1..];
+    }
+    url.push_str(rest);
+    ObservabilityLink { url, unfilled }
+}
+
+/// What is percent-encoded in a filled-in value: everything but unreserved characters.
+const URL_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 impl Overview {
-    pub fn new(snap: &Snapshot, record: &EntityRecord) -> Self {
+    /// The overview of `record`; `observability` fills the placeholders of Grafana links.
+    pub fn new(snap: &Snapshot, record: &EntityRecord, observability: &crate::config::ObservabilityConfig) -> Self {
         let value = record.value();
         let spec = &value["spec"];
         let s = &record.summary;
@@ -212,7 +253,9 @@ impl Overview {
         }
         for (key, label) in OBSERVABILITY_ANNOTATIONS {
             if let Some(t) = annotations[key].as_str() {
-                links.push(ExternalLink::new(label, &observability_link(t, record)));
+                let link = observability_link(t, record, observability);
+                let note = (!link.unfilled.is_empty()).then(|| format!("not filled in: {}", link.unfilled.join("; ")));
+                links.push(ExternalLink { note, ..ExternalLink::new(label, &link.url) });
             }
         }
         for link in value["metadata"]["links"].as_array().into_iter().flatten() {
@@ -292,7 +335,7 @@ struct OverviewTab {
 fn overview_tab(ctx: TabContext) -> TabFuture {
     Box::pin(async move {
         let record = ctx.snap.get(&ctx.entity).ok_or_else(|| AppError::NotFound(format!("{} is no longer in the catalog", ctx.entity)))?;
-        let tab = OverviewTab { overview: Overview::new(&ctx.snap, record) };
+        let tab = OverviewTab { overview: Overview::new(&ctx.snap, record, &ctx.state.config.observability) };
         tab.render().map_err(|e| PageError(AppError::Internal(e.into())))
     })
 }

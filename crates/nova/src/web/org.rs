@@ -43,7 +43,7 @@ fn owned_rows(snap: &Snapshot, owner: &EntityRecord) -> Vec<EntityRow> {
 }
 
 /// The group page: parent, children, members (direct and via sub-teams) and what it owns.
-pub fn group_page(_state: &AppState, snap: &Snapshot, group: &EntityRecord, chrome: Chrome, header: EntityHeader) -> Result<Html<String>, PageError> {
+pub fn group_page(state: &AppState, snap: &Snapshot, group: &EntityRecord, chrome: Chrome, header: EntityHeader) -> Result<Html<String>, PageError> {
     let links = |kind: RelationType| group.related(kind).map(|r| EntityLink::new(snap, r)).collect::<Vec<_>>();
     let direct: BTreeSet<&EntityRef> = group.related(RelationType::HasMember).collect();
     let mut seen_users: BTreeSet<EntityRef> = direct.iter().map(|r| (*r).clone()).collect();
@@ -68,7 +68,7 @@ pub fn group_page(_state: &AppState, snap: &Snapshot, group: &EntityRecord, chro
     render(&GroupPage {
         chrome,
         header,
-        overview: Overview::new(snap, group),
+        overview: Overview::new(snap, group, &state.config.observability),
         parent: links(RelationType::ChildOf),
         children: links(RelationType::ParentOf),
         members: direct.into_iter().map(|r| EntityLink::new(snap, r)).collect(),
@@ -129,7 +129,7 @@ pub fn user_page(state: &AppState, snap: &Snapshot, user: &EntityRecord, chrome:
     render(&UserPage {
         chrome,
         header,
-        overview: Overview::new(snap, user),
+        overview: Overview::new(snap, user, &state.config.observability),
         groups: direct.into_iter().map(|r| EntityLink::new(snap, r)).collect(),
         claims,
         transitive: mode == OwnershipMode::Transitive,

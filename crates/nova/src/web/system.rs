@@ -34,7 +34,7 @@ fn parts_of<'a>(snap: &'a Snapshot, parent: &EntityRecord, kind: EntityKind) -> 
 
 /// A system page (components, APIs, resources) or a domain page (systems, and the components
 /// and APIs of those systems).
-pub fn page(snap: &Snapshot, record: &EntityRecord, chrome: Chrome, header: EntityHeader) -> Result<Html<String>, PageError> {
+pub fn page(snap: &Snapshot, record: &EntityRecord, chrome: Chrome, header: EntityHeader, observability: &crate::config::ObservabilityConfig) -> Result<Html<String>, PageError> {
     let rows = |records: Vec<&EntityRecord>| records.into_iter().map(|e| EntityRow::new(snap, e)).collect::<Vec<_>>();
     let parts = if record.kind == EntityKind::Domain {
         let systems = parts_of(snap, record, EntityKind::System);
@@ -56,5 +56,5 @@ pub fn page(snap: &Snapshot, record: &EntityRecord, chrome: Chrome, header: Enti
             Part { title: "Resources", rows: rows(parts_of(snap, record, EntityKind::Resource)) },
         ]
     };
-    render(&SystemPage { chrome, header, overview: Overview::new(snap, record), parts })
+    render(&SystemPage { chrome, header, overview: Overview::new(snap, record, observability), parts })
 }
