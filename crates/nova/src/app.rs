@@ -9,7 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::builds::local::{LocalRunner, RunBuild};
+use crate::builds::local::{LocalRunner, PushRegistries, RunBuild};
 use crate::builds::store::BuildStore;
 use crate::audit::{ApplyRetention, AuditLog};
 use crate::auth::Auth;
@@ -78,7 +78,8 @@ impl App {
             let a = a.clone();
             async move { a.run_retention_job(job).await }
         });
-        let builds = LocalRunner::new(BuildStore::new(db.clone()), config.builds.clone(), &config.server.data_dir, Arc::new(|_: &str| None));
+        let push = PushRegistries::new(&config.registries, jobs.clone());
+        let builds = LocalRunner::new(BuildStore::new(db.clone()), config.builds.clone(), &config.server.data_dir, Arc::new(|_: &str| None), push);
         runner.register::<RunBuild, _, _>(move |job, _| {
             let b = builds.clone();
             async move { b.run_job(job).await }

@@ -2,12 +2,17 @@
 //! ref with `git`, builds with `buildah` (or podman) using chroot isolation and vfs storage,
 //! and pushes to the target registry, recording the pushed digest.
 //!
+//! An image repository that starts with the name of a configured OCI registry
+//! (`demo/storefront/web`, as `nova.dev/image-repository` names it) is pushed to that registry's
+//! host, and the registry view refreshes that repository as soon as the push succeeded.
+//!
 //! Every process is started with an argument vector, never a shell; every field that reaches
 //! an argument was checked when the build was asked for, and positional values follow `--` or
 //! a flag that takes them. Each build gets its own working directory, removed afterwards.
 //! Builds run as [`RunBuild`] jobs, so they are bounded by `jobs.workers`, survive a restart
 //! (a build whose process died is run again) and are never run by two replicas at once.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -19,7 +24,7 @@ use tokio::process::Command;
 
 use super::store::{Build, BuildStore};
 use crate::config::BuildsConfig;
-use crate::jobs::{Job, JobOutcome};
+use crate::jobs::{Job, JobOutcome, JobQueue};
 
 /// The job that runs one local build.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,11 +68,36 @@ pub struct LocalRunner {
     /// `<data_dir>/builds`: per-build working directories and the builder's image storage.
     root: PathBuf,
     credentials: GitCredentials,
+    registries: PushRegistries,
+}
+
+/// The configured registries images can be pushed to, by name (`[registries.<name>]`), and the
+/// job queue that refreshes a repository in the registry view after a push.
+#[derive(Clone)]
+pub struct PushRegistries {
+    hosts: BTreeMap<String, String>,
+    jobs: JobQueue,
+}
+
+impl PushRegistries {
+    /// The hosts of the configured registries that have one.
+    pub fn new(registries: &BTreeMap<String, crate::registry::RegistryDef>, jobs: JobQueue) -> Self {
+        Self { hosts: registries.iter().filter_map(|(name, def)| Some((name.clone(), def.push_host()?))).collect(), jobs }
+    }
+
+    /// `image` with a leading registry name replaced by that registry's host, and whether it
+    /// named one.
+    fn resolve(&self, image: &str) -> (String, bool) {
+        match image.split_once('/').and_then(|(name, path)| Some((self.hosts.get(name)?, path))) {
+            Some((host, path)) => (format!("{host}/{path}"), true),
+            None => (image.to_string(), false),
+        }
+    }
 }
 
 impl LocalRunner {
-    pub fn new(store: BuildStore, config: BuildsConfig, data_dir: &Path, credentials: GitCredentials) -> Self {
-        Self { store, config, root: data_dir.join("builds"), credentials }
+    pub fn new(store: BuildStore, config: BuildsConfig, data_dir: &Path, credentials: GitCredentials, registries: PushRegistries) -> Self {
+        Self { store, config, root: data_dir.join("builds"), credentials, registries }
     }
 
     /// The job handler: runs the build unless it has finished (e.g. cancelled while queued).
@@ -78,6 +108,13 @@ impl LocalRunner {
         let work = self.root.join("work").join(&build.id);
         let deadline = tokio::time::Instant::now() + self.config.timeout;
         let result = self.steps(&build, &work, deadline).await;
+        let (_, named_registry) = self.registries.resolve(&build.image);
+        if result.is_ok()
+            && named_registry
+            && let Err(e) = crate::registry::service::refresh_soon(&self.registries.jobs, &build.image).await
+        {
+            tracing::warn!(build = %build.id, error = %e, "cannot ask for a refresh of the pushed repository");
+        }
         if let Err(e) = tokio::fs::remove_dir_all(&work).await
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -103,7 +140,7 @@ impl LocalRunner {
         let log = LogSink::new(self.store.clone(), build.id.clone(), self.config.max_log_bytes);
 
         let mut clone = self.git(build);
-        clone.args(["clone", "--quiet", "--no-checkout", "--"]).arg(&build.git_url).arg(&src);
+        clone.args(["clone", "--quiet", "--no-checkout", "--"]).arg(self.config.clone_url(&build.git_url)).arg(&src);
         self.step(&log, build, "git clone", clone, deadline).await?;
         let commit = self.resolve(build, &src).await?;
         let mut checkout = self.git(build);
@@ -112,7 +149,8 @@ impl LocalRunner {
 
         let dockerfile = inside(&src, &build.dockerfile, "dockerfile")?;
         let context = inside(&src, &build.context, "context")?;
-        let reference = format!("{}:{}", build.image, build.tag);
+        let (image, _) = self.registries.resolve(&build.image);
+        let reference = format!("{image}:{}", build.tag);
         let mut bud = self.builder();
         bud.args(["build", "--isolation", "chroot", "--pull=missing", "-f"]).arg(&dockerfile).arg("-t").arg(&reference);
         for arg in &build.build_args {
@@ -124,7 +162,7 @@ impl LocalRunner {
         let digest_file = work.join("digest");
         let mut push = self.builder();
         push.arg("push");
-        if let Some(host) = build.image.split('/').next()
+        if let Some(host) = image.split('/').next()
             && self.config.insecure_registries.iter().any(|r| r == host)
         {
             push.arg("--tls-verify=false");
