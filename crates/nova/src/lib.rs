@@ -13,6 +13,7 @@ pub mod builds;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod flags;
 pub mod health;
 pub mod http;

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, resolve_locations};
 use crate::config::{Config, LocationConfig};
+use crate::demo::{self, DemoEnvironment, DemoOptions};
 use crate::telemetry::{LogTarget, init_logging};
 
 /// The example catalog `--demo` serves when no location is configured.
@@ -20,7 +21,9 @@ pub struct ServeArgs {
     /// Configuration file (TOML). Without it, built-in defaults apply.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Demo mode: example catalog when no location is configured; never for production.
+    /// Demo mode: the example catalog when no location is configured, development sign-in, and
+    /// (when its programs are installed) a local registry, git server and builds; never for
+    /// production.
     #[arg(long)]
     demo: bool,
     /// Address to listen on (default 127.0.0.1:7700).
@@ -35,12 +38,12 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
-    let (config, locations) = match configure(&args) {
+    let (config, locations) = match configure(&args, toml::Table::new()) {
         Ok(c) => c,
         Err(e) => return super::fail(e),
     };
     init_logging(&config.log, LogTarget::Stdout);
-    match super::runtime().block_on(serve(config, locations)) {
+    match super::runtime().block_on(serve_with_demo(&args, config, locations)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "nova serve stopped");
@@ -49,8 +52,81 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn configure(args: &ServeArgs) -> anyhow::Result<(Config, Vec<crate::catalog::LocationSpec>)> {
-    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
+/// Serves, with the demo environment around it when `--demo` asks for one and its tools are
+/// there; stops the environment's children afterwards.
+async fn serve_with_demo(args: &ServeArgs, config: Config, locations: Vec<crate::catalog::LocationSpec>) -> anyhow::Result<()> {
+    if !(config.server.demo && config.demo.environment) {
+        return serve(config, locations).await;
+    }
+    let Some(examples) = demo_possible().await else { return serve(config, locations).await };
+    // Ctrl-C while the environment starts drops it, which kills the children started so far.
+    let env = tokio::select! {
+        env = start_demo(&config, examples) => env,
+        _ = signalled() => return Ok(()),
+    };
+    let Some(env) = env else { return serve(config, locations).await };
+    let result = match configure(args, env.settings()) {
+        Ok((config, locations)) => {
+            let listen = args.listen.unwrap_or(config.server.listen);
+            demo::progress(&format!("ready: open http://{listen}/, sign in as Nina Patel (Storefront team) and open Storefront Web"));
+            serve(config, locations).await
+        }
+        Err(e) => Err(e),
+    };
+    env.stop().await;
+    result
+}
+
+/// Whether the demo environment can start here: `examples/repos` is in the working directory
+/// and its programs are installed (asking to install them, see [`demo::tools::ensure`]).
+/// Runs before any signal handler is installed, so Ctrl-C at a prompt simply ends Nova.
+async fn demo_possible() -> Option<std::path::PathBuf> {
+    let examples = std::env::current_dir().map(|d| d.join(demo::EXAMPLE_REPOS)).unwrap_or_else(|_| demo::EXAMPLE_REPOS.into());
+    if !examples.is_dir() {
+        demo::progress(&format!("{} is not here (run from the repository root); serving the example catalog only", demo::EXAMPLE_REPOS));
+        return None;
+    }
+    match demo::tools::ensure().await {
+        Ok(true) => Some(examples),
+        Ok(false) => None,
+        Err(e) => {
+            demo::progress(&format!("cannot check the demo's programs: {e:#}; serving the example catalog only"));
+            None
+        }
+    }
+}
+
+/// Starts the demo environment under `server.data_dir`, or says why not and answers `None`
+/// (the catalog-only demo).
+async fn start_demo(config: &Config, examples: std::path::PathBuf) -> Option<DemoEnvironment> {
+    let started = std::time::Instant::now();
+    let dir = config.server.data_dir.join("demo");
+    match DemoEnvironment::start(&DemoOptions { dir: dir.clone(), examples }).await {
+        Ok(env) => {
+            let file = dir.join("nova.toml");
+            if let Err(e) = std::fs::write(&file, env.settings_toml()) {
+                demo::progress(&format!("cannot write {}: {e}", file.display()));
+            }
+            let s = env.seeded;
+            demo::progress(&format!(
+                "environment up in {:.1}s (seeded {} repositories and {} images this time); settings in {}",
+                started.elapsed().as_secs_f64(),
+                s.repositories,
+                s.images,
+                file.display()
+            ));
+            Some(env)
+        }
+        Err(e) => {
+            demo::progress(&format!("the demo environment did not start: {e:#}"));
+            demo::progress("serving the example catalog only");
+            None
+        }
+    }
+}
+
+fn configure(args: &ServeArgs, generated: toml::Table) -> anyhow::Result<(Config, Vec<crate::catalog::LocationSpec>)> {
+    let mut config = Config::load_over(generated, args.config.as_deref(), std::env::vars())?;
     if args.demo {
         config.server.demo = true;
     }
@@ -91,6 +167,13 @@ async fn serve(config: Config, locations: Vec<crate::catalog::LocationSpec>) -> 
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
+    signalled().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn signalled() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -102,6 +185,4 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
 }
