@@ -84,9 +84,9 @@ async fn the_demo_environment_serves_seeded_images_and_repositories() {
     let gitops = tmp.path().join("gitops");
     let (ok, out) = git(&["clone", "--quiet", &format!("{}{}", env.git_base, seed::GITOPS_REPOSITORY), gitops.to_str().unwrap()]);
     assert!(ok, "{out}");
-    let overlay = |e: &str| std::fs::read_to_string(gitops.join(format!("overlays/{e}/kustomization.yaml"))).unwrap();
+    let overlay = |e: &str| std::fs::read_to_string(gitops.join(format!("apps/storefront-web/overlays/{e}/kustomization.yaml"))).unwrap();
     assert!(overlay("dev").contains("newTag: v1.2.0") && overlay("staging").contains("newTag: v1.1.0") && overlay("production").contains("newTag: v1.0.0"));
-    assert!(std::fs::read_to_string(gitops.join("base/kustomization.yaml")).unwrap().contains("storefront-web.yaml"));
+    assert!(overlay("dev").contains("- ../../base") && gitops.join("apps/storefront-web/base/deployment.yaml").is_file());
 
     // The generated settings point Nova at the registry and the git server.
     let config = Config::load_over(env.settings(), None, Vec::new()).expect("the generated settings are valid");

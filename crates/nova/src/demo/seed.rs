@@ -128,9 +128,9 @@ pub async fn seed(plan: &SeedPlan, examples: &Path, dir: &Path, git_base: &str, 
     Ok(seeded)
 }
 
-/// The GitOps repository: a Deployment per example service in `base/`, and an overlay per
-/// environment naming the image in the demo registry — the newest tag in dev, the one before
-/// in staging, the oldest in production.
+/// The GitOps repository: per example service, `apps/<component>/base/` with its Deployment and
+/// `apps/<component>/overlays/<environment>/kustomization.yaml` naming its image in the demo
+/// registry — the newest tag in dev, the one before in staging, the oldest in production.
 fn write_gitops(root: &Path, plan: &SeedPlan, registry_host: &str) -> anyhow::Result<()> {
     let write = |rel: &str, text: String| -> anyhow::Result<()> {
         let path = root.join(rel);
@@ -140,34 +140,32 @@ fn write_gitops(root: &Path, plan: &SeedPlan, registry_host: &str) -> anyhow::Re
     write(
         "README.md",
         format!(
-            "# GitOps repository of the Nova demo\n\nKustomize: `base/` has a Deployment per service; `overlays/<environment>/` sets the\nimage each environment runs ({}). Nova writes promotions into the overlays'\n`images` entries.\n",
+            "# GitOps repository of the Nova demo\n\nKustomize, per service: `apps/<service>/base/` has its Deployment, and\n`apps/<service>/overlays/<environment>/kustomization.yaml` sets the image each environment runs\n({}). Nova writes promotions into the overlays' `images` entries.\n",
             ENVIRONMENTS.join(" → ")
         ),
     )?;
-    let mut resources = String::new();
     for r in &plan.repositories {
-        resources.push_str(&format!("  - {}.yaml\n", r.component));
+        let app = format!("apps/{}", r.component);
+        write(&format!("{app}/base/kustomization.yaml"), "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - deployment.yaml\n".into())?;
         write(
-            &format!("base/{}.yaml", r.component),
+            &format!("{app}/base/deployment.yaml"),
             format!(
                 "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {c}\n  labels:\n    app.kubernetes.io/name: {c}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app.kubernetes.io/name: {c}\n  template:\n    metadata:\n      labels:\n        app.kubernetes.io/name: {c}\n    spec:\n      containers:\n        - name: app\n          image: {image}\n",
                 c = r.component,
                 image = r.image
             ),
         )?;
-    }
-    write("base/kustomization.yaml", format!("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n{resources}"))?;
-    for (i, env) in ENVIRONMENTS.iter().enumerate() {
-        let mut images = String::new();
-        for r in &plan.repositories {
+        for (i, env) in ENVIRONMENTS.iter().enumerate() {
             // dev runs the newest image, each later environment one older (never before the first).
             let tag = &r.images[r.images.len().saturating_sub(1 + i)].tag;
-            images.push_str(&format!("  - name: {image}\n    newName: {registry_host}/{image}\n    newTag: {tag}\n", image = r.image));
+            write(
+                &format!("{app}/overlays/{env}/kustomization.yaml"),
+                format!(
+                    "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {env}\nresources:\n  - ../../base\nimages:\n  - name: {image}\n    newName: {registry_host}/{image}\n    newTag: {tag}\n",
+                    image = r.image
+                ),
+            )?;
         }
-        write(
-            &format!("overlays/{env}/kustomization.yaml"),
-            format!("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: demo-{env}\nresources:\n  - ../../base\nimages:\n{images}"),
-        )?;
     }
     Ok(())
 }
