@@ -153,6 +153,9 @@ impl LocalRunner {
         let reference = format!("{image}:{}", build.tag);
         let mut bud = self.builder();
         bud.args(["build", "--isolation", "chroot", "--pull=missing", "-f"]).arg(&dockerfile).arg("-t").arg(&reference);
+        // The OCI labels the registry view shows: which commit of which repository this is.
+        bud.arg("--label").arg(format!("org.opencontainers.image.revision={commit}"));
+        bud.arg("--label").arg(format!("org.opencontainers.image.source={}", source_label(&build.git_url)));
         for arg in &build.build_args {
             bud.arg("--build-arg").arg(format!("{}={}", arg.name, arg.value));
         }
@@ -239,6 +242,20 @@ impl LocalRunner {
     }
 }
 
+/// The repository URL as an image label: without user information (an annotation should never
+/// hold a credential, but an image would carry it everywhere) and without `.git`.
+fn source_label(git_url: &str) -> String {
+    let url = match url::Url::parse(git_url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => git_url.to_string(),
+    };
+    url.trim_end_matches(".git").to_string()
+}
+
 /// `rel` under `root`, refusing a path that leaves it through a symbolic link.
 fn inside(root: &Path, rel: &str, field: &str) -> Result<PathBuf, Stop> {
     let path = root.join(rel);
@@ -285,5 +302,16 @@ impl LogSink {
         if let Err(e) = self.store.append_log(&self.id, &text).await {
             tracing::warn!(build = %self.id, error = %e, "cannot store build output");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_labels_carry_no_user_information() {
+        assert_eq!(source_label("https://ci:hunter2@git.example.com/a/b.git"), "https://git.example.com/a/b");
+        assert_eq!(source_label("git@git.example.com:a/b.git"), "git@git.example.com:a/b");
     }
 }
