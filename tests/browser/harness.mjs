@@ -53,18 +53,18 @@ async function freePort() {
 
 /**
  * Starts `nova serve --demo` on 127.0.0.1 with a fresh SQLite database and data directory, the
- * example catalog and one broken file (plus `catalogFiles`: {name: yaml}). `config` is TOML
+ * example catalog and one broken file (unless `brokenFile` is false; plus `catalogFiles`: {name: yaml}). `config` is TOML
  * added with --config, `env` extra environment, `args` extra flags. Resolves when /ready is 200
  * (within `readyMs`). The demo environment (registry, git server, seeding) is off unless `env`
  * sets NOVA_DEMO__ENVIRONMENT=true.
  */
-export async function startNova({ config = '', env = {}, args = [], catalogFiles = {}, readyMs = 60_000 } = {}) {
+export async function startNova({ config = '', env = {}, args = [], catalogFiles = {}, brokenFile = true, readyMs = 60_000 } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'nova-browser-'));
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const catalogDir = path.join(dir, 'catalog');
   await mkdir(catalogDir);
-  const files = { 'broken.yaml': BROKEN_CATALOG, ...catalogFiles };
+  const files = { ...(brokenFile ? { 'broken.yaml': BROKEN_CATALOG } : {}), ...catalogFiles };
   for (const [name, text] of Object.entries(files)) await writeFile(path.join(catalogDir, name), text);
   const flags = ['serve', '--demo', '--listen', `127.0.0.1:${port}`, '--database-url', `sqlite://${dir}/nova.db`,
     '--catalog', path.join(repoRoot, 'examples/catalog'), '--catalog', catalogDir, ...args];

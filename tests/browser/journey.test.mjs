@@ -45,7 +45,7 @@ async function reloadUntil(locator, ms) {
 }
 
 before(async () => {
-  nova = await startNova({ env: { NOVA_DEMO__ENVIRONMENT: 'true' }, readyMs: 180_000 });
+  nova = await startNova({ env: { NOVA_DEMO__ENVIRONMENT: 'true' }, brokenFile: false, readyMs: 180_000 });
   assert.match(nova.log(), /demo: environment up in/, 'the demo environment started');
   browser = await launchBrowser({ viewport: { width: 1100, height: 720 } });
   page = await browser.newPage();
@@ -109,7 +109,9 @@ step('sees the new image on the Images tab', async () => {
   const images = page.locator('table.images');
   await reloadUntil(images.getByText(NEW_TAG, { exact: true }), 60_000);
   const row = images.locator('tbody tr').first();
-  assert.match(await row.innerText(), new RegExp(NEW_TAG.replace(/\./g, '\\.')), 'the new image is the newest');
+  const newest = await row.innerText();
+  assert.match(newest, new RegExp(NEW_TAG.replace(/\./g, '\\.')), 'the new image is the newest');
+  assert.match(newest, /\b[0-9a-f]{12}\b[\s\S]*git\.example\.com\/storefront\/storefront-web/, 'it carries the revision and source it was built from');
   await shot('new-image', 'The new image', `Nova refreshes the repository as soon as its build pushed, so ${NEW_TAG} is at the top of the Images tab.`);
 });
 
