@@ -141,9 +141,13 @@ fn signal(pid: i32, sig: i32) {
     }
 }
 
+/// Whether `pid` is running: it exists and is not a zombie waiting for its parent (an orphan's
+/// new parent may be slow to reap it, or never do so in a container).
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+    let exists = unsafe { libc::kill(pid, 0) == 0 };
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')));
+    exists && !zombie
 }
 
 /// The last lines of a log file, for an error message.

@@ -61,6 +61,14 @@ pub struct Seeded {
     pub images: usize,
 }
 
+/// What [`DemoEnvironment::bring_up`] started and seeded.
+struct Started {
+    registry_host: String,
+    git_base: String,
+    seeded: Seeded,
+    plan: SeedPlan,
+}
+
 /// A running demo environment. Dropping it kills the children; [`DemoEnvironment::stop`]
 /// stops them gently.
 pub struct DemoEnvironment {
@@ -87,11 +95,21 @@ impl DemoEnvironment {
         let previous: State = std::fs::read_to_string(&state_file).ok().and_then(|t| toml::from_str(&t).ok()).unwrap_or_default();
         let mut children = Children::new(dir.join("run"), dir.join("logs"))?;
         children.stop_stale().await;
+        match Self::bring_up(&mut children, &dir, &options.examples, plan, previous, &state_file).await {
+            Ok(Started { registry_host, git_base, seeded, plan }) => Ok(Self { registry_host, git_base, seeded, plan, children }),
+            Err(e) => {
+                children.stop_all().await;
+                Err(e)
+            }
+        }
+    }
 
+    /// Starts the children and seeds them; [`DemoEnvironment::start`] stops them on failure.
+    async fn bring_up(children: &mut Children, dir: &Path, examples: &Path, plan: SeedPlan, previous: State, state_file: &Path) -> anyhow::Result<Started> {
         let registry_port = port(previous.registry_port)?;
         let git_port = port(previous.git_port)?;
         let state = State { registry_port: Some(registry_port), git_port: Some(git_port) };
-        std::fs::write(&state_file, toml::to_string(&state).expect("state serializes")).with_context(|| format!("cannot write {}", state_file.display()))?;
+        std::fs::write(state_file, toml::to_string(&state).expect("state serializes")).with_context(|| format!("cannot write {}", state_file.display()))?;
 
         let registry_host = format!("127.0.0.1:{registry_port}");
         progress(&format!("starting the registry on http://{registry_host}"));
@@ -105,17 +123,17 @@ impl DemoEnvironment {
         std::fs::create_dir_all(&git_root).with_context(|| format!("cannot create {}", git_root.display()))?;
         let git_base = format!("git://127.0.0.1:{git_port}/");
         progress(&format!("starting the git server on {git_base}"));
-        let mut git = crate::process::command("git");
-        git.arg("daemon")
-            .args(["--reuseaddr", "--listen=127.0.0.1", "--export-all", "--enable=receive-pack", "--informative-errors"])
+        let daemon = tools::git_daemon().context("git-daemon is not in git's exec path (git --exec-path)")?;
+        let mut git = crate::process::command(daemon);
+        git.args(["--reuseaddr", "--listen=127.0.0.1", "--export-all", "--enable=receive-pack", "--informative-errors"])
             .arg(format!("--port={git_port}"))
             .arg(format!("--base-path={}", git_root.display()))
             .arg(&git_root);
         children.start("git-daemon", git)?;
         children.wait_tcp("git-daemon", git_port, Duration::from_secs(20)).await?;
 
-        let seeded = seed::seed(&plan, &options.examples, &dir, &git_base, &registry_host).await?;
-        Ok(Self { registry_host, git_base, seeded, plan, children })
+        let seeded = seed::seed(&plan, examples, dir, &git_base, &registry_host).await?;
+        Ok(Started { registry_host, git_base, seeded, plan })
     }
 
     /// The settings that point Nova at this environment, under the user's own configuration:

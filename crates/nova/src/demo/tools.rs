@@ -144,10 +144,15 @@ fn is_executable(path: &Path) -> bool {
 
 /// `git daemon` is part of Debian's git package, but some builds of git leave it out.
 fn git_daemon_present() -> bool {
-    std::process::Command::new("git").arg("--exec-path").output().ok().filter(|o| o.status.success()).is_some_and(|o| {
-        let dir = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        is_executable(&Path::new(&dir).join("git-daemon"))
-    })
+    git_daemon().is_some()
+}
+
+/// The `git-daemon` program in git's exec path. The demo runs it directly rather than through
+/// `git daemon`, so that the PID it stops is the server's own.
+pub fn git_daemon() -> Option<std::path::PathBuf> {
+    let out = std::process::Command::new("git").arg("--exec-path").output().ok().filter(|o| o.status.success())?;
+    let path = Path::new(String::from_utf8_lossy(&out.stdout).trim()).join("git-daemon");
+    is_executable(&path).then_some(path)
 }
 
 #[cfg(test)]
