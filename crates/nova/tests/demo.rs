@@ -60,8 +60,8 @@ async fn the_demo_environment_serves_seeded_images_and_repositories() {
             }
             indexes += 1;
             assert_eq!(manifest["mediaType"], INDEX, "{}:{} is an image index", r.image, image.tag);
-            let archs: Vec<&str> = manifest["manifests"].as_array().unwrap().iter().filter_map(|m| m["platform"]["architecture"].as_str()).collect();
-            assert_eq!(archs, ["amd64", "arm64"], "{}:{}", r.image, image.tag);
+            let platforms: Vec<String> = manifest["manifests"].as_array().unwrap().iter().map(|m| format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap())).collect();
+            assert_eq!(platforms, image.platforms, "{}:{} lists its platforms in the plan's order", r.image, image.tag);
         }
     }
     assert!(indexes >= 1, "the plan has a multi-platform image");

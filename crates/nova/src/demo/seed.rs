@@ -252,28 +252,35 @@ impl Buildah {
     async fn build_and_push(&self, src: &Path, repo: &ExampleRepository, image: &SeedImage, commit: &str, reference: &str) -> anyhow::Result<()> {
         let dockerfile = src.join(&repo.dockerfile);
         let context = dockerfile.parent().expect("a Dockerfile has a directory").to_path_buf();
-        let mut build = self.command();
-        build
-            .args(["build", "--quiet", "--isolation", "chroot", "--pull=never", "--layers=false"])
-            .arg("--build-arg")
-            .arg(format!("VERSION={}", image.tag))
-            .arg("--label")
-            .arg(format!("org.opencontainers.image.revision={commit}"))
-            .arg("--label")
-            .arg(format!("org.opencontainers.image.source={GIT_URL_PREFIX}{}", repo.git.trim_end_matches(".git")))
-            .arg("-f")
-            .arg(&dockerfile);
+        let build = || {
+            let mut b = self.command();
+            b.args(["build", "--quiet", "--isolation", "chroot", "--pull=never", "--layers=false"])
+                .arg("--build-arg")
+                .arg(format!("VERSION={}", image.tag))
+                .arg("--label")
+                .arg(format!("org.opencontainers.image.revision={commit}"))
+                .arg("--label")
+                .arg(format!("org.opencontainers.image.source={GIT_URL_PREFIX}{}", repo.git.trim_end_matches(".git")))
+                .arg("-f")
+                .arg(&dockerfile);
+            b
+        };
         if image.platforms.is_empty() {
-            build.arg("-t").arg(reference).arg("--").arg(&context);
-            run(&mut build, "buildah build").await?;
+            let mut b = build();
+            b.arg("-t").arg(reference).arg("--").arg(&context);
+            run(&mut b, "buildah build").await?;
             run(self.command().args(["push", "--quiet", "--tls-verify=false", "--", reference]).arg(format!("docker://{reference}")), "buildah push").await?;
             return Ok(());
         }
-        // A local manifest list named after the reference; one left by an interrupted run goes first.
+        // A local manifest list named after the reference; one left by an interrupted run goes
+        // first. One build per platform, in the plan's order, so the index lists them so.
         let list = format!("nova-demo-seed/{}", reference.replace([':', '/'], "-"));
         let _ = self.command().args(["manifest", "rm", &list]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().await;
-        build.arg("--platform").arg(image.platforms.join(",")).arg("--manifest").arg(&list).arg("--").arg(&context);
-        run(&mut build, "buildah build (multi-platform)").await?;
+        for platform in &image.platforms {
+            let mut b = build();
+            b.arg("--platform").arg(platform).arg("--manifest").arg(&list).arg("--").arg(&context);
+            run(&mut b, &format!("buildah build ({platform})")).await?;
+        }
         run(self.command().args(["manifest", "push", "--quiet", "--all", "--tls-verify=false", &list]).arg(format!("docker://{reference}")), "buildah manifest push").await?;
         let _ = run(self.command().args(["manifest", "rm", &list]), "buildah manifest rm").await;
         Ok(())
