@@ -89,7 +89,7 @@ impl RepoPath {
             return Err(refuse("must be at most 1024 bytes"));
         }
         no_controls(s)?;
-        if s.starts_with('/') || s.starts_with('\\') || s.chars().nth(1) == Some(':') {
+        if s.starts_with('/') || s.starts_with('\\') {
             return Err(refuse("must be relative to the repository root, not absolute"));
         }
         if s.contains('\\') {
@@ -103,6 +103,11 @@ impl RepoPath {
                 p if p.starts_with('-') => return Err(refuse("no component may start with '-'")),
                 p => parts.push(p),
             }
+        }
+        // A drive letter (`C:`) is judged after normalising, so that `./C:/x` is refused as
+        // `C:/x` is, and the normalised form of an accepted path is itself accepted.
+        if parts.first().is_some_and(|p| p.chars().nth(1) == Some(':')) {
+            return Err(refuse("must be relative to the repository root, not absolute"));
         }
         Ok(Self(if parts.is_empty() { ".".into() } else { parts.join("/") }))
     }
@@ -175,7 +180,7 @@ mod tests {
         assert_eq!(RepoPath::parse("Dockerfile").unwrap().parent().as_str(), ".");
         assert_eq!(RepoPath::parse("services/api/Dockerfile").unwrap().parent().as_str(), "services/api");
         assert!(RepoPath::parse(".").unwrap().is_root());
-        for bad in ["", "/abs", "../../etc/passwd", "docker/../../x", "a/../b", "-f", "docker/--output=x", "a\nb", "C:/x", "a\\b", &"a".repeat(1025)] {
+        for bad in ["", "/abs", "../../etc/passwd", "docker/../../x", "a/../b", "-f", "docker/--output=x", "a\nb", "C:/x", "./C:/x", ".//.:///:0", "a\\b", &"a".repeat(1025)] {
             assert!(RepoPath::parse(bad).is_err(), "{bad:?}");
         }
     }
