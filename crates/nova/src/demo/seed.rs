@@ -152,7 +152,7 @@ fn write_gitops(root: &Path, plan: &SeedPlan, registry_host: &str) -> anyhow::Re
             format!(
                 "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {c}\n  labels:\n    app.kubernetes.io/name: {c}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app.kubernetes.io/name: {c}\n  template:\n    metadata:\n      labels:\n        app.kubernetes.io/name: {c}\n    spec:\n      containers:\n        - name: app\n          image: {image}\n",
                 c = r.component,
-                image = r.image
+                image = logical(r)
             ),
         )?;
         for (i, env) in ENVIRONMENTS.iter().enumerate() {
@@ -161,13 +161,20 @@ fn write_gitops(root: &Path, plan: &SeedPlan, registry_host: &str) -> anyhow::Re
             write(
                 &format!("{app}/overlays/{env}/kustomization.yaml"),
                 format!(
-                    "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {env}\nresources:\n  - ../../base\nimages:\n  - name: {image}\n    newName: {registry_host}/{image}\n    newTag: {tag}\n",
+                    "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {env}\nresources:\n  - ../../base\nimages:\n  - name: {name}\n    newName: {registry_host}/{image}\n    newTag: {tag}\n",
+                    name = logical(r),
                     image = r.image
                 ),
             )?;
         }
     }
     Ok(())
+}
+
+/// The image as the catalog names it (`demo/storefront/storefront-web`): the Deployment's image
+/// and the `name` of its kustomize `images` entries, which promotions write to.
+fn logical(r: &ExampleRepository) -> String {
+    format!("{}/{}", super::REGISTRY_NAME, r.image)
 }
 
 /// Whether the bare repository `bare` has a commit on `main`.
