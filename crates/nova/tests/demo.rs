@@ -93,6 +93,14 @@ async fn the_demo_environment_serves_seeded_images_and_repositories() {
     assert!(config.registries.contains_key("demo"));
     assert_eq!(config.builds.insecure_registries, [env.registry_host.clone()]);
     assert_eq!(config.builds.clone_url("https://git.example.com/storefront/storefront-web.git"), url);
+    // The environments waiting for promotion: dev -> staging -> production on the GitOps repository.
+    let envs: toml::Table = env.environments_toml().parse().expect("the environments are TOML");
+    let envs = envs["environments"].as_table().unwrap();
+    assert_eq!(envs.keys().collect::<Vec<_>>(), ["dev", "production", "staging"]);
+    assert_eq!(envs["production"]["gates"]["approvals"].as_integer(), Some(2));
+    let repository = envs["staging"]["gitops"]["repository"].as_str().unwrap();
+    let (ok, out) = git(&["ls-remote", repository, "main"]);
+    assert!(ok && out.contains("refs/heads/main"), "{repository}: {out}");
 
     // Stopping stops every child; a second start reuses the data and seeds nothing.
     let host = env.registry_host.clone();

@@ -76,6 +76,8 @@ pub struct DemoEnvironment {
     pub registry_host: String,
     /// `git://127.0.0.1:PORT/` of the git server.
     pub git_base: String,
+    /// The GitOps repository (a bare repository the git server also serves).
+    pub gitops_path: PathBuf,
     /// What this start added to the registry and the git server.
     pub seeded: Seeded,
     /// The example repositories and images.
@@ -96,7 +98,10 @@ impl DemoEnvironment {
         let mut children = Children::new(dir.join("run"), dir.join("logs"))?;
         children.stop_stale().await;
         match Self::bring_up(&mut children, &dir, &options.examples, plan, previous, &state_file).await {
-            Ok(Started { registry_host, git_base, seeded, plan }) => Ok(Self { registry_host, git_base, seeded, plan, children }),
+            Ok(Started { registry_host, git_base, seeded, plan }) => {
+                let gitops_path = dir.join("git").join(seed::GITOPS_REPOSITORY);
+                Ok(Self { registry_host, git_base, gitops_path, seeded, plan, children })
+            }
             Err(e) => {
                 children.stop_all().await;
                 Err(e)
@@ -162,11 +167,31 @@ url = \"http://{host}\"
 insecure_registries = [\"{host}\"]
 git_url_rewrites = {{ \"{GIT_URL_PREFIX}\" = \"{git}\" }}
 
-# Environments dev -> staging -> production on the demo GitOps repository ({git}{gitops}):
-# added here once promotion ([environments.<name>], docs/RELEASE.md) is in this version of Nova.
-",
-            gitops = seed::GITOPS_REPOSITORY,
+# RELEASE-MERGE: the environments below are commented out until promotion ([environments.<name>],
+# docs/RELEASE.md) is in this version of Nova; then DemoEnvironment::settings_toml includes them.
+{environments}",
+            environments = self.environments_toml().lines().map(|l| if l.is_empty() { "#\n".to_string() } else { format!("# {l}\n") }).collect::<String>(),
         )
+    }
+
+    /// dev → staging → production on the demo GitOps repository (read and written through its
+    /// `file://` URL: promotion writes over https, http or file, and git daemon speaks git://):
+    /// Nova's builds of `main` go to dev by themselves, production needs two approvals from
+    /// engineering and two minutes in staging.
+    pub fn environments_toml(&self) -> String {
+        let repository = format!("file://{}", self.gitops_path.display());
+        let mut text = String::new();
+        for (i, env) in seed::ENVIRONMENTS.iter().enumerate() {
+            text.push_str(&format!("[environments.{env}]\norder = {}\n", i + 1));
+            if i == 0 {
+                text.push_str("auto_promote = { refs = [\"main\"] }\n");
+            }
+            text.push_str(&format!(
+                "\n[environments.{env}.gitops]\nrepository = \"{repository}\"\nbranch = \"main\"\npath = \"apps/{{component}}/overlays/{env}/kustomization.yaml\"\nwrite = \"kustomize\"\n\n"
+            ));
+        }
+        text.push_str("[environments.production.gates]\napprovals = 2\napprover_groups = [\"group:default/engineering\"]\nwait = \"2m\"\n");
+        text
     }
 
     /// Stops every child this environment started (SIGTERM by PID, then SIGKILL after a grace
