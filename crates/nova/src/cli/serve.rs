@@ -38,12 +38,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
-    let (config, locations) = match configure(&args, toml::Table::new()) {
-        Ok(c) => c,
-        Err(e) => return super::fail(e),
-    };
-    init_logging(&config.log, LogTarget::Stdout);
-    match super::runtime().block_on(serve_with_demo(&args, config, locations)) {
+    match super::runtime().block_on(serve_with_demo(&args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "nova serve stopped");
@@ -52,29 +47,52 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Serves, with the demo environment around it when `--demo` asks for one and its tools are
-/// there; stops the environment's children afterwards.
-async fn serve_with_demo(args: &ServeArgs, config: Config, locations: Vec<crate::catalog::LocationSpec>) -> anyhow::Result<()> {
-    if !(config.server.demo && config.demo.environment) {
-        return serve(config, locations).await;
-    }
-    let Some(examples) = demo_possible().await else { return serve(config, locations).await };
-    // Ctrl-C while the environment starts drops it, which kills the children started so far.
-    let env = tokio::select! {
-        env = start_demo(&config, examples) => env,
-        _ = signalled() => return Ok(()),
+/// Serves, with the demo environment around it when `--demo` asks for one and its programs
+/// are there; stops the environment's children afterwards. The environment starts first: its
+/// generated settings are the layer the configuration file and `NOVA_*` variables go over.
+async fn serve_with_demo(args: &ServeArgs) -> anyhow::Result<()> {
+    let env = match demo_data_dir(args)? {
+        None => None,
+        Some(data_dir) => match demo_possible().await {
+            None => None,
+            // Ctrl-C while the environment starts drops it, which kills the children started so far.
+            Some(examples) => tokio::select! {
+                env = start_demo(&data_dir, examples) => env,
+                _ = signalled() => return Ok(()),
+            },
+        },
     };
-    let Some(env) = env else { return serve(config, locations).await };
-    let result = match configure(args, env.settings()) {
+    let generated = env.as_ref().map(DemoEnvironment::settings).unwrap_or_default();
+    let result = match configure(args, generated) {
         Ok((config, locations)) => {
-            let listen = args.listen.unwrap_or(config.server.listen);
-            demo::progress(&format!("ready: open http://{listen}/, sign in as Nina Patel (Storefront team) and open Storefront Web"));
+            init_logging(&config.log, LogTarget::Stdout);
+            if env.is_some() {
+                let listen = config.server.listen;
+                demo::progress(&format!("ready: open http://{listen}/, sign in as Nina Patel (Storefront team) and open Storefront Web"));
+            }
             serve(config, locations).await
         }
         Err(e) => Err(e),
     };
-    env.stop().await;
+    if let Some(env) = env {
+        env.stop().await;
+    }
     result
+}
+
+/// `server.data_dir` when the demo environment is asked for (`--demo` or `server.demo`, and
+/// `demo.environment` not off), read from the unchecked settings: they are checked once the
+/// environment's own settings are under them.
+fn demo_data_dir(args: &ServeArgs) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let raw = Config::layered(toml::Table::new(), args.config.as_deref(), std::env::vars())?;
+    let get = |section: &str, key: &str| raw.get(section).and_then(|t| t.get(key)).cloned();
+    let demo = args.demo || get("server", "demo").and_then(|v| v.as_bool()) == Some(true);
+    let environment = get("demo", "environment").and_then(|v| v.as_bool()).unwrap_or(crate::config::DemoConfig::default().environment);
+    if !(demo && environment) {
+        return Ok(None);
+    }
+    let data_dir = get("server", "data_dir").and_then(|v| v.as_str().map(std::path::PathBuf::from)).unwrap_or_else(|| crate::config::ServerConfig::default().data_dir);
+    Ok(Some(data_dir))
 }
 
 /// Whether the demo environment can start here: `examples/repos` is in the working directory
@@ -98,9 +116,9 @@ async fn demo_possible() -> Option<std::path::PathBuf> {
 
 /// Starts the demo environment under `server.data_dir`, or says why not and answers `None`
 /// (the catalog-only demo).
-async fn start_demo(config: &Config, examples: std::path::PathBuf) -> Option<DemoEnvironment> {
+async fn start_demo(data_dir: &std::path::Path, examples: std::path::PathBuf) -> Option<DemoEnvironment> {
     let started = std::time::Instant::now();
-    let dir = config.server.data_dir.join("demo");
+    let dir = data_dir.join("demo");
     match DemoEnvironment::start(&DemoOptions { dir: dir.clone(), examples }).await {
         Ok(env) => {
             let file = dir.join("nova.toml");
