@@ -54,17 +54,19 @@ export async function freePort() {
 
 /**
  * Starts `nova serve --demo` on 127.0.0.1 with a fresh SQLite database and data directory, the
- * example catalog and one broken file (plus `catalogFiles`: {name: yaml}). `config` is TOML
- * added with --config, `env` extra environment, `args` extra flags, `port` the port to listen on
- * (default: a free one). Resolves when /ready is 200.
+ * example catalog and one broken file (unless `brokenFile` is false; plus `catalogFiles`: {name: yaml}).
+ * `config` is TOML added with --config, `env` extra environment, `args` extra flags, `port` the
+ * port to listen on (default: a free one). Resolves when /ready is 200 (within `readyMs`). The
+ * demo environment (registry, git server, seeding) is off unless `env` sets
+ * NOVA_DEMO__ENVIRONMENT=true.
  */
-export async function startNova({ config = '', env = {}, args = [], catalogFiles = {}, port: chosen } = {}) {
+export async function startNova({ config = '', env = {}, args = [], catalogFiles = {}, brokenFile = true, readyMs = 60_000, port: chosen } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'nova-browser-'));
   const port = chosen ?? await freePort();
   const base = `http://127.0.0.1:${port}`;
   const catalogDir = path.join(dir, 'catalog');
   await mkdir(catalogDir);
-  const files = { 'broken.yaml': BROKEN_CATALOG, ...catalogFiles };
+  const files = { ...(brokenFile ? { 'broken.yaml': BROKEN_CATALOG } : {}), ...catalogFiles };
   for (const [name, text] of Object.entries(files)) await writeFile(path.join(catalogDir, name), text);
   const flags = ['serve', '--demo', '--listen', `127.0.0.1:${port}`, '--database-url', `sqlite://${dir}/nova.db`,
     '--catalog', path.join(repoRoot, 'examples/catalog'), '--catalog', catalogDir, ...args];
@@ -74,7 +76,7 @@ export async function startNova({ config = '', env = {}, args = [], catalogFiles
   }
   const child = spawn(novaBinary(), flags, {
     cwd: repoRoot,
-    env: { ...process.env, NOVA_SERVER__DATA_DIR: path.join(dir, 'data'), NOVA_LOG__FORMAT: 'json', ...env },
+    env: { ...process.env, NOVA_SERVER__DATA_DIR: path.join(dir, 'data'), NOVA_LOG__FORMAT: 'json', NOVA_DEMO__ENVIRONMENT: 'false', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
@@ -82,7 +84,7 @@ export async function startNova({ config = '', env = {}, args = [], catalogFiles
   child.stderr.on('data', (d) => { log += d; });
   let exited = null;
   child.on('exit', (code) => { exited = code; });
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + readyMs;
   for (;;) {
     if (exited !== null) throw new Error(`nova exited with ${exited} before it was ready:\n${log}`);
     try {
@@ -90,7 +92,7 @@ export async function startNova({ config = '', env = {}, args = [], catalogFiles
     } catch { /* not listening yet */ }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`nova was not ready within 60 s:\n${log}`);
+      throw new Error(`nova was not ready within ${readyMs / 1000} s:\n${log}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }

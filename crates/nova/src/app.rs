@@ -9,7 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::builds::local::{LocalRunner, RunBuild, RunnerContext};
+use crate::builds::local::{LocalRunner, PushRegistries, RunBuild, RunnerContext};
 use crate::builds::backend::BuildBackends;
 use crate::builds::store::BuildStore;
 use crate::builds::tracker::{TrackBuild, Tracker};
@@ -81,7 +81,8 @@ impl App {
             let a = a.clone();
             async move { a.run_retention_job(job).await }
         });
-        let cx = RunnerContext { catalog: catalog.clone(), secrets: secrets.clone(), audit: audit.clone(), uses: CredentialUses::new(db.clone()) };
+        let registries = PushRegistries::new(&config.registries, jobs.clone());
+        let cx = RunnerContext { catalog: catalog.clone(), secrets: secrets.clone(), audit: audit.clone(), uses: CredentialUses::new(db.clone()), registries };
         let builds = LocalRunner::new(BuildStore::new(db.clone()), config.builds.clone(), &config.server.data_dir, cx);
         runner.register::<RunBuild, _, _>(move |job, _| {
             let b = builds.clone();

@@ -13,6 +13,7 @@ pub mod builds;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod doctor;
 pub mod flags;
 pub mod git_remote;

@@ -62,6 +62,14 @@ impl Command {
         self
     }
 
+    /// Starts the child in a process group of its own, so that a terminal's Ctrl-C reaches
+    /// only Nova, which then stops the child itself.
+    #[cfg(unix)]
+    pub fn own_process_group(&mut self) -> &mut Self {
+        self.inner.process_group(0);
+        self
+    }
+
     /// The child's standard input.
     pub fn stdin(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
         self.inner.stdin(cfg);

@@ -2,12 +2,17 @@
 //! ref with `git`, builds with `buildah` (or podman) using chroot isolation and vfs storage,
 //! and pushes to the target registry, recording the pushed digest.
 //!
+//! An image repository that starts with the name of a configured OCI registry
+//! (`demo/storefront/web`, as `nova.dev/image-repository` names it) is pushed to that registry's
+//! host, and the registry view refreshes that repository as soon as the push succeeded.
+//!
 //! Every process is started with an argument vector, never a shell; every field that reaches
 //! an argument was checked when the build was asked for, and positional values follow `--` or
 //! a flag that takes them. Each build gets its own working directory, removed afterwards.
 //! Builds run as [`RunBuild`] jobs, so they are bounded by `jobs.workers`, survive a restart
 //! (a build whose process died is run again) and are never run by two replicas at once.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -22,7 +27,7 @@ use super::store::{Build, BuildStore};
 use crate::audit::{AuditEvent, AuditLog, Outcome};
 use crate::catalog::Catalog;
 use crate::config::BuildsConfig;
-use crate::jobs::{Job, JobOutcome};
+use crate::jobs::{Job, JobOutcome, JobQueue};
 use crate::process::Command;
 use crate::secrets::SecretStore;
 use crate::secrets::credential_uses::CredentialUses;
@@ -58,6 +63,7 @@ pub struct LocalRunner {
     secrets: Arc<dyn SecretStore>,
     audit: AuditLog,
     uses: CredentialUses,
+    registries: PushRegistries,
 }
 
 /// What the runner needs besides the build store and its settings.
@@ -66,11 +72,36 @@ pub struct RunnerContext {
     pub secrets: Arc<dyn SecretStore>,
     pub audit: AuditLog,
     pub uses: CredentialUses,
+    pub registries: PushRegistries,
+}
+
+/// The configured registries images can be pushed to, by name (`[registries.<name>]`), and the
+/// job queue that refreshes a repository in the registry view after a push.
+#[derive(Clone)]
+pub struct PushRegistries {
+    hosts: BTreeMap<String, String>,
+    jobs: JobQueue,
+}
+
+impl PushRegistries {
+    /// The hosts of the configured registries that have one.
+    pub fn new(registries: &BTreeMap<String, crate::registry::RegistryDef>, jobs: JobQueue) -> Self {
+        Self { hosts: registries.iter().filter_map(|(name, def)| Some((name.clone(), def.push_host()?))).collect(), jobs }
+    }
+
+    /// `image` with a leading registry name replaced by that registry's host, and whether it
+    /// named one.
+    fn resolve(&self, image: &str) -> (String, bool) {
+        match image.split_once('/').and_then(|(name, path)| Some((self.hosts.get(name)?, path))) {
+            Some((host, path)) => (format!("{host}/{path}"), true),
+            None => (image.to_string(), false),
+        }
+    }
 }
 
 impl LocalRunner {
     pub fn new(store: BuildStore, config: BuildsConfig, data_dir: &Path, cx: RunnerContext) -> Self {
-        Self { store, config, root: data_dir.join("builds"), catalog: cx.catalog, secrets: cx.secrets, audit: cx.audit, uses: cx.uses }
+        Self { store, config, root: data_dir.join("builds"), catalog: cx.catalog, secrets: cx.secrets, audit: cx.audit, uses: cx.uses, registries: cx.registries }
     }
 
     /// The job handler: runs the build unless it has finished (e.g. cancelled while queued).
@@ -81,6 +112,13 @@ impl LocalRunner {
         let work = self.root.join("work").join(&build.id);
         let deadline = tokio::time::Instant::now() + self.config.timeout;
         let result = self.steps(&build, &work, deadline).await;
+        let (_, named_registry) = self.registries.resolve(&build.image);
+        if result.is_ok()
+            && named_registry
+            && let Err(e) = crate::registry::service::refresh_soon(&self.registries.jobs, &build.image).await
+        {
+            tracing::warn!(build = %build.id, error = %e, "cannot ask for a refresh of the pushed repository");
+        }
         if let Err(e) = tokio::fs::remove_dir_all(&work).await
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -107,7 +145,7 @@ impl LocalRunner {
 
         let git_credential = self.credential(build, &log, Purpose::Clone).await?;
         let mut clone = self.git();
-        clone.args(["clone", "--quiet", "--no-checkout", "--"]).arg(&build.git_url).arg(&src);
+        clone.args(["clone", "--quiet", "--no-checkout", "--"]).arg(self.config.clone_url(&build.git_url)).arg(&src);
         let kept = match &git_credential {
             Some(c) => Some(c.materialise(&mut clone, None).map_err(|e| Stop::Failed(format!("the team's git credential: {e}")))?),
             None => None,
@@ -124,9 +162,13 @@ impl LocalRunner {
 
         let dockerfile = inside(&src, &build.dockerfile, "dockerfile")?;
         let context = inside(&src, &build.context, "context")?;
-        let reference = format!("{}:{}", build.image, build.tag);
+        let (image, _) = self.registries.resolve(&build.image);
+        let reference = format!("{image}:{}", build.tag);
         let mut bud = self.builder();
         bud.args(["build", "--isolation", "chroot", "--pull=missing", "-f"]).arg(&dockerfile).arg("-t").arg(&reference);
+        // The OCI labels the registry view shows: which commit of which repository this is.
+        bud.arg("--label").arg(format!("org.opencontainers.image.revision={commit}"));
+        bud.arg("--label").arg(format!("org.opencontainers.image.source={}", source_label(&build.git_url)));
         for arg in &build.build_args {
             bud.arg("--build-arg").arg(format!("{}={}", arg.name, arg.value));
         }
@@ -136,7 +178,7 @@ impl LocalRunner {
         let digest_file = work.join("digest");
         let mut push = self.builder();
         push.arg("push");
-        if let Some(host) = build.image.split('/').next()
+        if let Some(host) = image.split('/').next()
             && self.config.insecure_registries.iter().any(|r| r == host)
         {
             push.arg("--tls-verify=false");
@@ -284,6 +326,20 @@ impl Purpose {
     }
 }
 
+/// The repository URL as an image label: without user information (an annotation should never
+/// hold a credential, but an image would carry it everywhere) and without `.git`.
+fn source_label(git_url: &str) -> String {
+    let url = match url::Url::parse(git_url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => git_url.to_string(),
+    };
+    url.trim_end_matches(".git").to_string()
+}
+
 /// `rel` under `root`, refusing a path that leaves it through a symbolic link.
 fn inside(root: &Path, rel: &str, field: &str) -> Result<PathBuf, Stop> {
     let path = root.join(rel);
@@ -330,5 +386,16 @@ impl LogSink {
         if let Err(e) = self.store.append_log(&self.id, &text).await {
             tracing::warn!(build = %self.id, error = %e, "cannot store build output");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_labels_carry_no_user_information() {
+        assert_eq!(source_label("https://ci:hunter2@git.example.com/a/b.git"), "https://git.example.com/a/b");
+        assert_eq!(source_label("git@git.example.com:a/b.git"), "git@git.example.com:a/b");
     }
 }

@@ -58,6 +58,20 @@ pub enum RegistryDef {
     Oci(OciConfig),
 }
 
+impl RegistryDef {
+    /// Where images for this registry are pushed, `host[:port]`: an OCI registry's URL host.
+    /// (ECR repositories are pushed to by their own tooling.)
+    pub fn push_host(&self) -> Option<String> {
+        match self {
+            Self::Oci(c) => c.url.host_str().map(|h| match c.url.port() {
+                Some(port) => format!("{h}:{port}"),
+                None => h.to_string(),
+            }),
+            Self::Ecr(_) => None,
+        }
+    }
+}
+
 /// `type = "ecr"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

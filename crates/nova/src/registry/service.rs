@@ -46,6 +46,12 @@ fn refresh_key(key: &str) -> String {
     format!("registry.refresh:{key}")
 }
 
+/// Asks for a refresh of the repository `key` (`<registry>/<repository>`) now, e.g. after
+/// Nova pushed an image to it.
+pub async fn refresh_soon(jobs: &JobQueue, key: &str) -> Result<String, StorageError> {
+    jobs.run_now(&RefreshRepository { key: key.to_string() }, &refresh_key(key)).await
+}
+
 /// A component that links a repository.
 #[derive(Debug, Clone)]
 pub struct Linker {

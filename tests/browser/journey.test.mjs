@@ -1,0 +1,138 @@
+// The demo's journey end to end, on real parts: `nova serve --demo` with its environment (a CNCF
+// registry and a git server seeded from examples/repos, builds with buildah). A Storefront team
+// member signs in, opens Storefront Web, sees its seeded images (a multi-platform index among
+// them), presses "Build image", follows the live log to success and sees the new image on the
+// Images tab. Each step saves a screenshot under test-output/tour/, and the passing run writes
+// test-output/tour/TOUR.md from them; with NOVA_UPDATE_TOUR=1 it writes docs/TOUR.md and
+// docs/tour/ instead (how the committed tour is made).
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { launchBrowser, outputDir, repoRoot, startNova, withScreenshot } from './harness.mjs';
+
+const tourRoot = process.env.NOVA_UPDATE_TOUR ? path.join(repoRoot, 'docs') : path.join(outputDir, '..', 'tour');
+const NEW_TAG = 'v1.3.0';
+
+let nova;
+let browser;
+let page;
+const shots = [];
+const steps = [];
+const current = () => page;
+const step = (name, body) => {
+  steps.push(name);
+  test(name, withScreenshot(current, name, body));
+};
+
+/** Saves the page as the tour's next picture, with the words the tour shows under it. */
+async function shot(slug, title, caption) {
+  const file = `tour/${String(shots.length + 1).padStart(2, '0')}-${slug}.png`;
+  await mkdir(path.join(tourRoot, 'tour'), { recursive: true });
+  await page.screenshot({ path: path.join(tourRoot, file), type: 'png' });
+  shots.push({ file, title, caption });
+}
+
+/** Reloads until `locator` is visible: the registry view refreshes in the background. */
+async function reloadUntil(locator, ms) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await locator.count() > 0) return;
+    if (Date.now() > deadline) throw new Error(`not visible within ${ms / 1000} s: ${locator}`);
+    await new Promise((r) => setTimeout(r, 1000));
+    await page.reload();
+  }
+}
+
+before(async () => {
+  nova = await startNova({ env: { NOVA_DEMO__ENVIRONMENT: 'true' }, brokenFile: false, readyMs: 180_000 });
+  assert.match(nova.log(), /demo: environment up in/, 'the demo environment started');
+  browser = await launchBrowser({ viewport: { width: 1100, height: 720 } });
+  page = await browser.newPage();
+});
+
+after(async () => {
+  await browser?.close();
+  await nova?.stop();
+  if (shots.length === steps.length) await writeTour();
+});
+
+step('signs in as a member of the Storefront team', async () => {
+  await page.goto(`${nova.base}/`);
+  await page.getByRole('link', { name: 'Sign in' }).click();
+  await page.getByLabel('Find a user').fill('nina');
+  await page.getByRole('button', { name: 'Find' }).click();
+  await page.getByRole('button', { name: 'Sign in as Nina Patel' }).waitFor();
+  await shot('sign-in', 'Sign in', 'The demo signs you in as any person in the example catalog, without a password. Nina Patel is on the Storefront team, which owns Storefront Web.');
+  await page.getByRole('button', { name: 'Sign in as Nina Patel' }).click();
+  await page.getByText('Signed in as').waitFor();
+});
+
+step('opens the Storefront Web component', async () => {
+  await page.getByLabel('Search the catalog').fill('storefront web');
+  await page.keyboard.press('Enter');
+  await page.locator('table.entities').getByRole('link', { name: 'Storefront Web' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Storefront Web' }).waitFor();
+  await shot('component', 'A component', 'Its page says who owns it, where its source is, and what it provides and consumes; the tabs hold its images and builds.');
+});
+
+step('sees its images in the demo registry', async () => {
+  await page.getByRole('link', { name: 'Images', exact: true }).click();
+  const images = page.locator('table.images');
+  await reloadUntil(images.getByText('v1.2.0', { exact: true }), 60_000);
+  for (const tag of ['v1.0.0', 'v1.1.0']) await images.getByText(tag, { exact: true }).waitFor();
+  const index = images.locator('tr', { has: page.getByText('v1.2.0', { exact: true }) });
+  const platforms = await index.innerText();
+  assert.ok(platforms.includes('linux/amd64') && platforms.includes('linux/arm64'), `v1.2.0 is a multi-platform index: ${platforms}`);
+  await shot('images', 'Its images', 'The Images tab reads the registry: tags, digest and pull reference, push time, size, platforms (v1.2.0 is a multi-platform index), and the git revision each image was built from.');
+});
+
+step('asks for a build of a new image', async () => {
+  await page.getByRole('link', { name: 'Builds', exact: true }).click();
+  await page.getByLabel('Dockerfile').fill('docker/Dockerfile');
+  await page.getByLabel('Tag', { exact: true }).fill(NEW_TAG);
+  await shot('build-form', 'Build image', 'Owners can build an image from any git ref: Nova clones the repository from the demo git server, builds with buildah and pushes to the demo registry.');
+  await page.getByRole('button', { name: 'Build image' }).click();
+  await page.waitForURL(/\/builds\/[^/]+$/);
+});
+
+step('follows the live log to success', async () => {
+  await page.locator('#build-state', { hasText: 'succeeded' }).waitFor({ timeout: 120_000 });
+  const log = await page.locator('#build-log').innerText();
+  assert.match(log, /\[nova\] git clone/);
+  assert.match(log, /\[nova\] pushed .*storefront\/storefront-web:v1\.3\.0@sha256:[0-9a-f]{64}/);
+  assert.match(await page.locator('#build-digest').innerText(), /^sha256:[0-9a-f]{64}$/);
+  await shot('build-log', 'The build, live', 'The build page follows the log as it is written (Server-Sent Events) and ends with the pushed digest.');
+});
+
+step('sees the new image on the Images tab', async () => {
+  await page.goto(`${nova.base}/catalog/default/component/storefront-web/images`);
+  const images = page.locator('table.images');
+  await reloadUntil(images.getByText(NEW_TAG, { exact: true }), 60_000);
+  const row = images.locator('tbody tr').first();
+  const newest = await row.innerText();
+  assert.match(newest, new RegExp(NEW_TAG.replace(/\./g, '\\.')), 'the new image is the newest');
+  assert.match(newest, /\b[0-9a-f]{12}\b[\s\S]*git\.example\.com\/storefront\/storefront-web/, 'it carries the revision and source it was built from');
+  await shot('new-image', 'The new image', `Nova refreshes the repository as soon as its build pushed, so ${NEW_TAG} is at the top of the Images tab.`);
+});
+
+/** TOUR.md: the screenshots of this run with their captions. */
+async function writeTour() {
+  const lines = [
+    '# A tour of the Nova demo',
+    '',
+    '<!-- Generated by tests/browser/journey.test.mjs (NOVA_UPDATE_TOUR=1 node --test journey.test.mjs',
+    '     in tests/browser); edit the captions there, not here. -->',
+    '',
+    'What `cargo run -- serve --demo` shows you, step by step. The pictures are the screenshots of',
+    "the end-to-end browser test, which walks this same path on the demo's real registry, git",
+    'server and buildah on every CI run. docs/DEMO.md describes the demo environment.',
+    '',
+  ];
+  shots.forEach((s, i) => {
+    lines.push(`## ${i + 1}. ${s.title}`, '', s.caption, '', `![${s.title}](${s.file})`, '');
+  });
+  lines.push('Promotion through dev → staging → production (two approvals for production) joins the tour',
+    'when the release work is in; see docs/DEMO.md.', '');
+  await writeFile(path.join(tourRoot, 'TOUR.md'), lines.join('\n'));
+}
