@@ -157,14 +157,7 @@ impl Db {
     pub fn sql(&self, query: &'static str) -> &'static str {
         match self.backend {
             Backend::Postgres => query,
-            Backend::Sqlite => {
-                static CACHE: OnceLock<Mutex<HashMap<usize, &'static str>>> = OnceLock::new();
-                let cache = CACHE.get_or_init(Default::default);
-                let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-                cache
-                    .entry(query.as_ptr() as usize ^ query.len())
-                    .or_insert_with(|| Box::leak(query.replace('$', "?").into_boxed_str()))
-            }
+            Backend::Sqlite => sqlite_placeholders(query),
         }
     }
 
@@ -173,6 +166,17 @@ impl Db {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// `query` with `$N` placeholders written `?N`, cached per query text. A `&'static str` is
+/// identified by its address *and* length (two queries may start at the same address, one a
+/// prefix of the other); a key that mixed the two into one number once handed the audit log's
+/// INSERT another statement's text.
+fn sqlite_placeholders(query: &'static str) -> &'static str {
+    static CACHE: OnceLock<Mutex<HashMap<(usize, usize), &'static str>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    cache.entry((query.as_ptr() as usize, query.len())).or_insert_with(|| Box::leak(query.replace('$', "?").into_boxed_str()))
 }
 
 /// The file of a `sqlite:` URL (`:memory:` for an in-memory database); `None` for other URLs.
@@ -207,6 +211,21 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholder_rewrites_never_mix_up_two_queries() {
+        // Two slices of one 8-aligned text: (p, 3) and (p + 1, 2). Their address XOR length
+        // is the same number (p + 3), which the old cache key could not tell apart.
+        #[repr(C, align(8))]
+        struct Aligned([u8; 8]);
+        static TEXT: Aligned = Aligned(*b"$1$2$3$4");
+        let text: &'static str = std::str::from_utf8(&TEXT.0).unwrap();
+        let (a, b) = (&text[0..3], &text[1..3]);
+        assert_eq!((a.as_ptr() as usize) ^ a.len(), (b.as_ptr() as usize) ^ b.len());
+        assert_eq!(sqlite_placeholders(a), "?1?");
+        assert_eq!(sqlite_placeholders(b), "1?");
+        assert_eq!(sqlite_placeholders(a), "?1?", "a cached rewrite is the query's own");
+    }
 
     #[test]
     fn sqlite_placeholders_are_numbered() {
