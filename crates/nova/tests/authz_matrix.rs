@@ -187,6 +187,12 @@ enum RouteNeeds {
     Owner,
     /// Platform admins.
     Admin,
+    /// Callers who sign the request with a team's intake secret (external CI); a session or
+    /// token does not help, so everyone else is refused with 401.
+    Signed,
+    /// Members of the environment's approver groups (or the component's owners); the sample
+    /// promotion does not exist, so a signed-in caller learns only that (404).
+    Approver,
 }
 
 /// Every mutating route and who may call it. Sample path parameters target what payments-core
@@ -217,6 +223,15 @@ const MUTATING: &[(&str, &str, RouteNeeds, &str)] = &[
     ("DELETE", "/api/v1/teams/{team}/credentials/{name}", RouteNeeds::Owner, ""),
     ("POST", "/teams/{team}/credentials", RouteNeeds::Owner, "name=matrix&kind=https-token&username=git&repositories=https%3A%2F%2Fgit.example.com%2Fa.git&secret=x"),
     ("POST", "/teams/{team}/credentials/{name}/revoke", RouteNeeds::Owner, ""),
+    ("POST", "/api/v1/components/{component}/promotions", RouteNeeds::Owner, "{\"digest\": \"sha256:0000000000000000000000000000000000000000000000000000000000000000\", \"environment\": \"dev\"}"),
+    ("DELETE", "/api/v1/components/{component}/environments/{environment}/pin", RouteNeeds::Owner, ""),
+    ("POST", "/promotions", RouteNeeds::Owner, "component=component:default/payment-service&digest=sha256:0000000000000000000000000000000000000000000000000000000000000000&environment=dev"),
+    ("POST", "/api/v1/teams/{team}/intake-secret", RouteNeeds::Owner, ""),
+    ("POST", "/api/v1/promotions/{id}/approvals", RouteNeeds::Approver, ""),
+    ("POST", "/api/v1/promotions/{id}/reject", RouteNeeds::Approver, ""),
+    ("POST", "/promotions/{id}/approve", RouteNeeds::Approver, ""),
+    ("POST", "/promotions/{id}/reject", RouteNeeds::Approver, ""),
+    ("POST", "/api/v1/artifacts", RouteNeeds::Signed, "{\"component\": \"payment-service\", \"repository\": \"registry.example.com/payments/payment-service\", \"digest\": \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"}"),
 ];
 
 fn sample_path(path: &str) -> String {
@@ -228,6 +243,7 @@ fn sample_path(path: &str) -> String {
         ("{team}", "payments-core"),
         ("{key}", "registry.image-view"),
         ("{id}", "does-not-exist"),
+        ("{environment}", "dev"),
     ];
     let mut out = path.to_string();
     for (k, v) in samples {
@@ -277,6 +293,14 @@ on_both_backends! {
             match needs {
                 RouteNeeds::Open(why) => assert!(status != 401 && status != 403, "{method} {path} is open ({why}): {status} {text}"),
                 _ => assert_eq!(status, 401, "{method} {path} refuses anonymous callers: {text}"),
+            }
+            if *needs == RouteNeeds::Signed {
+                let (status, text) = send(method, path, body, Some(&outsider)).await;
+                assert_eq!(status, 401, "{method} {path} needs a signature; a token is not one: {text}");
+            }
+            if *needs == RouteNeeds::Approver {
+                let (status, text) = send(method, path, body, Some(&outsider)).await;
+                assert_eq!(status, 404, "{method} {path} for a promotion that does not exist: {text}");
             }
             if matches!(needs, RouteNeeds::Owner | RouteNeeds::Admin) {
                 let (status, text) = send(method, path, body, Some(&outsider)).await;

@@ -140,15 +140,17 @@ pub fn owner_of(state: &AppState, component_ref: &str) -> Option<EntityRef> {
 /// What approving and rejecting share: the caller, the promotion, its component's owner.
 pub async fn decide_promotion(state: &AppState, actor: &Actor, id: &str, approve: bool) -> Result<Promotion, AppError> {
     let release = Release::from_state(state)?;
-    let p = release.promotions().get(id).await?.ok_or_else(|| AppError::NotFound(format!("no promotion {id}")))?;
     let verb = if approve { "approve" } else { "reject" };
+    // Anonymous callers are refused before anything is looked up: they learn nothing of which
+    // promotions exist.
     let who = match Who::of(actor, &format!("{verb} promotions")) {
         Ok(w) => w,
         Err(e) => {
-            authz::record(state, actor, &format!("authz.deny.{verb}"), p.component_ref.clone(), Outcome::Denied, json!({ "promotion": id, "reason": e.to_string() })).await?;
+            authz::record(state, actor, &format!("authz.deny.{verb}"), format!("promotion:{id}"), Outcome::Denied, json!({ "promotion": id, "reason": e.to_string() })).await?;
             return Err(e);
         }
     };
+    let p = release.promotions().get(id).await?.ok_or_else(|| AppError::NotFound(format!("no promotion {id}")))?;
     let owner = owner_of(state, &p.component_ref);
     if approve { release.approve(&who, id, owner.as_ref()).await } else { release.reject(&who, id, owner.as_ref()).await }
 }
