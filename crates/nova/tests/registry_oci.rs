@@ -204,13 +204,70 @@ on_both_backends! {
         assert!(html.contains("Stale:") && html.contains("unavailable"), "{html}");
         // The drill-down also degrades instead of failing.
         let f = app.get_json(&format!("{path}/{}/findings", img.digest), 200).await;
-        assert_eq!(f["state"], "fresh", "OCI registries answer findings without a call");
+        assert_eq!(f["state"], "unavailable", "the registry is down: said so, not an error page: {f:#}");
         // The HTML refresh form redirects back, saying it was too soon.
         let token = app.token_for(ADMIN_USER).await;
         let r = app.client.post(app.url("/catalog/default/component/svc/images/refresh")).header("origin", &app.base).bearer_auth(token).send().await.unwrap();
         assert_eq!(r.status(), 303);
         assert!(r.headers()["location"].to_str().unwrap().ends_with("?refresh=too-soon"));
     }
+}
+
+/// A Trivy-style SARIF report with one critical and one medium finding (sample data).
+const REPORT: &str = r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"Trivy","rules":[
+  {"id":"CVE-2026-1000","shortDescription":{"text":"libexample: heap overflow"},"helpUri":"https://avd.aquasec.com/nvd/cve-2026-1000","properties":{"security-severity":"9.8","tags":["vulnerability","CRITICAL"]}},
+  {"id":"CVE-2026-2000","shortDescription":{"text":"zlib: slow inflate"},"properties":{"security-severity":"5.5"}}]}},
+  "results":[
+  {"ruleId":"CVE-2026-1000","level":"error","message":{"text":"Package: libexample\nInstalled Version: 1.0\nFixed Version: 1.1"}},
+  {"ruleId":"CVE-2026-2000","level":"warning","message":{"text":"Package: zlib\nInstalled Version: 1.2.13"}}]}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sarif_reports_attached_as_referrers_are_the_scan() {
+    let Some(reg) = TestRegistry::start(Auth::Basic).await else { return };
+    let repo = "shop/web";
+    let scanned = reg.push_image(repo, &["v1.0.0"], &ImageSpec::new("2026-01-01T00:00:00Z", "aaa")).await;
+    let mut later = ImageSpec::new("2026-02-01T00:00:00Z", "bbb");
+    later.salt = 3;
+    let unscanned = reg.push_image(repo, &["v1.1.0"], &later).await;
+    let report = reg.attach_sarif(repo, &scanned, REPORT.as_bytes(), "2026-01-02T00:00:00Z").await;
+
+    let catalog = component("web", "shop", None, &[("nova.dev/image-repository", "local/shop/web")]);
+    let app = nova(Backend::Sqlite, vec![("local", reg.config(None))], &catalog, |_| {}).await;
+    let path = format!("{API}/web/images");
+    let v = settled(&app, &path).await;
+    assert_eq!(v["repositories"][0]["status"]["state"], "fresh", "{v:#}");
+    // The fallback tag is not an image.
+    assert_eq!(digests(&v), vec![unscanned.digest.clone(), scanned.digest.clone()], "{v:#}");
+    assert_eq!(v["total"], 2);
+    let scan = &v["images"][1]["scan"];
+    assert_eq!(scan["status"], "complete", "{scan}");
+    assert_eq!((scan["counts"]["critical"].as_u64(), scan["counts"]["medium"].as_u64(), scan["counts"]["high"].as_u64()), (Some(1), Some(1), Some(0)));
+    assert_eq!(scan["completedAt"], 1_767_312_000_000i64);
+    assert!(scan["description"].as_str().unwrap().contains("Trivy"), "{scan}");
+    assert_eq!(scan["report"], report.as_str());
+    assert_eq!(v["images"][0]["scan"]["status"], "not-scanned");
+
+    let f = app.get_json(&format!("{path}/{}/findings", scanned.digest), 200).await;
+    let ids: Vec<&str> = f["findings"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["CVE-2026-1000", "CVE-2026-2000"], "{f:#}");
+    assert_eq!((f["findings"][0]["severity"].as_str(), f["findings"][0]["package"].as_str(), f["findings"][0]["fixedVersion"].as_str()), (Some("CRITICAL"), Some("libexample"), Some("1.1")));
+    let html = app.get("/catalog/default/component/web/images").await.text().await.unwrap();
+    assert!(html.contains("findings"), "the page links the findings: {html}");
+
+    // A newer report replaces the scan at the next refresh.
+    let clean = r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"Trivy","rules":[]}},"results":[]}]}"#;
+    let newer = reg.attach_sarif(repo, &scanned, clean.as_bytes(), "2026-03-01T00:00:00Z").await;
+    assert_eq!(app.post_json(&format!("{path}/refresh"), &json!({})).await.status(), 202);
+    let mut now = Value::Null;
+    for _ in 0..200 {
+        now = app.get_json(&path, 200).await;
+        if now["images"][1]["scan"]["report"] == newer.as_str() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(now["images"][1]["scan"]["report"], newer.as_str(), "{now:#}");
+    assert_eq!(now["images"][1]["scan"]["counts"]["critical"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -162,6 +162,7 @@ pub fn image_from_detail(d: &ImageDetail) -> Option<ImageRecord> {
         counts,
         completed_at: summary.and_then(|s| s.image_scan_completed_at()).and_then(epoch_ms),
         description: d.image_scan_status().and_then(|s| s.description()).map(str::to_string),
+        report: None,
     };
     Some(ImageRecord {
         digest: digest.to_string(),

@@ -105,6 +105,10 @@ pub struct ScanSummary {
     pub completed_at: Option<i64>,
     /// The registry's words on the scan (why it failed, ...).
     pub description: Option<String>,
+    /// The digest of the report artifact this summary was read from (a SARIF referrer of an
+    /// OCI image), so an unchanged report is not read again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
 }
 
 /// One platform of a multi-arch image (or the only one of a single-arch image).

@@ -249,6 +249,34 @@ impl TestRegistry {
         PushedImage { digest, media_type: media_type.into(), body, size: spec.layer_sizes.iter().sum::<usize>() as i64 }
     }
 
+    /// Attaches a SARIF scan report to `subject` the way `oras attach` does on a registry
+    /// without the referrers API: an artifact manifest whose subject is the image, listed in the
+    /// image's fallback tag (`sha256-<hex>`), which keeps earlier referrers. Answers the
+    /// report's manifest digest.
+    pub async fn attach_sarif(&self, repository: &str, subject: &PushedImage, sarif: &[u8], created: &str) -> String {
+        const EMPTY: &str = "application/vnd.oci.empty.v1+json";
+        const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+        const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+        let empty = self.push_blob(repository, b"{}").await;
+        let layer = self.push_blob(repository, sarif).await;
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/sarif+json",
+            "config": {"mediaType": EMPTY, "digest": empty, "size": 2},
+            "layers": [{"mediaType": "application/sarif+json", "digest": layer, "size": sarif.len()}],
+            "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.body.len()},
+            "annotations": {"org.opencontainers.image.created": created},
+        });
+        let body = serde_json::to_vec(&manifest).unwrap();
+        let digest = self.put_manifest(repository, &format!("sha256:{}", hex::encode(Sha256::digest(&body))), OCI_MANIFEST, &body).await;
+        let tag = subject.digest.replacen(':', "-", 1);
+        let existing = self.req(reqwest::Method::GET, &format!("{}/v2/{repository}/manifests/{tag}", self.url), repository).header("accept", OCI_INDEX).send().await.unwrap();
+        let mut manifests: Vec<Value> = if existing.status() == 200 { existing.json::<Value>().await.unwrap()["manifests"].as_array().cloned().unwrap_or_default() } else { Vec::new() };
+        manifests.push(json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": body.len(), "artifactType": "application/sarif+json", "annotations": {"org.opencontainers.image.created": created}}));
+        let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})).unwrap();
+        self.put_manifest(repository, &tag, OCI_INDEX, &index).await;
+        digest
+    }
+
     /// Pushes a multi-platform index of `children` (already pushed, by digest) plus a BuildKit
     /// attestation entry that must not count as a platform.
     pub async fn push_index(&self, repository: &str, tags: &[&str], children: &[(&PushedImage, &str, Option<&str>)], oci: bool) -> PushedImage {

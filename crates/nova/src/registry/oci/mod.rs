@@ -5,13 +5,14 @@
 //! registry pages without them), resolves each tag to a manifest digest (`HEAD` when the
 //! digest may already be known, else `GET`), and reads each new manifest: an image's config
 //! blob (created time, labels) and layer sizes, or an index's per-platform manifests. The
-//! Distribution API has no push time and no scan results: images sort by creation time and
-//! show "not scanned".
+//! Distribution API has no push time: images sort by creation time. Scan results are SARIF
+//! reports attached to images as referrers ([`scan`]); without one an image is "not scanned".
 
 pub mod client;
 pub mod manifest;
+pub mod scan;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -58,13 +59,15 @@ impl OciRegistry {
         format!("repository:{repository}:pull")
     }
 
-    /// Every tag of a repository, across pages.
-    async fn tags(&self, repository: &RepositoryName) -> Result<Vec<ImageTag>, RegistryError> {
+    /// Every image tag of a repository, across pages, and the digests whose referrers have a
+    /// fallback tag (`sha256-<hex>`, not an image).
+    async fn tags(&self, repository: &RepositoryName) -> Result<(Vec<ImageTag>, HashSet<String>), RegistryError> {
         let scope = Self::scope(repository);
         let mut url = self.client.url(&format!("v2/{repository}/tags/list"), &[("n", PAGE_SIZE)]);
         let mut tags: Vec<ImageTag> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut invalid = 0usize;
+        let mut referred = HashSet::new();
         loop {
             let response = self.client.send(Method::GET, url.clone(), Some("application/json"), &scope).await?;
             match response.status() {
@@ -83,7 +86,10 @@ impl OciRegistry {
             let page = page.tags.unwrap_or_default();
             let before = seen.len();
             for t in &page {
-                if seen.insert(t.clone()) {
+                if scan::is_referrers_tag(t) {
+                    seen.insert(t.clone());
+                    referred.insert(t.replacen('-', ":", 1));
+                } else if seen.insert(t.clone()) {
                     match ImageTag::parse(t) {
                         Ok(t) => tags.push(t),
                         Err(_) => invalid += 1,
@@ -106,7 +112,7 @@ impl OciRegistry {
         if invalid > 0 {
             tracing::warn!(registry = %self.name, repository = %repository, invalid, "the registry listed tags that are not valid tag names; they are not shown");
         }
-        Ok(tags)
+        Ok((tags, referred))
     }
 
     /// `GET` a manifest by tag or digest; answers the body and its digest (verified when
@@ -150,7 +156,7 @@ impl OciRegistry {
             media_type: None,
             platforms: Vec::new(),
             labels: Default::default(),
-            scan: ScanSummary { description: Some("this registry offers no scan results".into()), ..Default::default() },
+            scan: not_scanned(),
             error: None,
         };
         let (manifest, kind, media_type) = match AnyManifest::parse(&body.bytes, content_type) {
@@ -258,6 +264,34 @@ impl OciRegistry {
     }
 }
 
+impl OciRegistry {
+    /// Sets each image's scan from its SARIF referrer, when it has one.
+    async fn attach_scans(&self, repository: &RepositoryName, images: &mut [ImageRecord], referred: &HashSet<String>, known: &KnownImages) -> Result<(), RegistryError> {
+        let api = scan::ReferrersApi::default();
+        let api = &api;
+        let digests: Vec<(usize, String)> = images.iter().map(|image| image.digest.clone()).enumerate().collect();
+        let scans: Vec<(usize, Result<Option<ScanSummary>, RegistryError>)> = futures_util::stream::iter(digests)
+            .map(|(i, digest)| async move {
+                let known = known.get(&digest).map(|k| &k.scan);
+                (i, self.scan_summary(repository, &digest, referred.contains(&digest), known, api).await)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for (i, scan) in scans {
+            if let Some(s) = scan? {
+                images[i].scan = s;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The scan of an image without a report.
+fn not_scanned() -> ScanSummary {
+    ScanSummary { description: Some("no scan report is attached to this image (a SARIF referrer)".into()), ..Default::default() }
+}
+
 #[async_trait]
 impl RegistryProvider for OciRegistry {
     fn kind(&self) -> &'static str {
@@ -274,7 +308,7 @@ impl RegistryProvider for OciRegistry {
     }
 
     async fn repository(&self, repository: &RepositoryName, known: &KnownImages) -> Result<RepositoryData, RegistryError> {
-        let tags = self.tags(repository).await?;
+        let (tags, referred) = self.tags(repository).await?;
         let described: Mutex<HashMap<String, ImageRecord>> = Mutex::new(HashMap::new());
         let mut by_digest: HashMap<String, Vec<String>> = HashMap::new();
         let described_ref = &described;
@@ -304,6 +338,7 @@ impl RegistryProvider for OciRegistry {
             })
             .collect();
         images.sort_by(|a, b| b.sort_time().cmp(&a.sort_time()).then_with(|| a.digest.cmp(&b.digest)));
+        self.attach_scans(repository, &mut images, &referred, known).await?;
         let info = RepositoryInfo {
             arn: None,
             pull_host: self.pull_host.clone(),
@@ -314,11 +349,8 @@ impl RegistryProvider for OciRegistry {
         Ok(RepositoryData { info, images })
     }
 
-    async fn findings(&self, _repository: &RepositoryName, _digest: &Digest) -> Result<ScanReport, RegistryError> {
-        Ok(ScanReport {
-            summary: ScanSummary { description: Some("this registry offers no scan results".into()), ..Default::default() },
-            findings: Vec::new(),
-        })
+    async fn findings(&self, repository: &RepositoryName, digest: &Digest) -> Result<ScanReport, RegistryError> {
+        Ok(self.scan_report(repository, digest).await?.unwrap_or_else(|| ScanReport { summary: not_scanned(), findings: Vec::new() }))
     }
 
     async fn list_repositories(&self) -> Result<Option<Vec<ListedRepository>>, RegistryError> {
