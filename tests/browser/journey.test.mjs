@@ -87,6 +87,17 @@ step('sees its images in the demo registry', async () => {
   await shot('images', 'Its images', 'The Images tab reads the registry: tags, digest and pull reference, push time, size, platforms (v1.2.0 is a multi-platform index), and the git revision each image was built from.');
 });
 
+step('opens the scan findings of an image', async () => {
+  const images = page.locator('table.images');
+  const scanned = images.locator('tr', { has: page.getByText('v1.1.0', { exact: true }) });
+  assert.match(await scanned.innerText(), /critical 1 · high 1 · medium 1/);
+  await scanned.getByRole('link', { name: 'findings' }).click();
+  const findings = page.locator('#findings');
+  await findings.getByText('CVE-2024-45337').waitFor();
+  assert.match(await findings.innerText(), /critical[\s\S]*golang\.org\/x\/crypto[\s\S]*0\.31\.0/);
+  await shot('findings', 'Scan findings', 'An image\'s scan report (a SARIF report attached to it in the registry, the way scanners publish results; the demo\'s is sample data): each finding with its package, installed and fixed version, most severe first.');
+});
+
 step('asks for a build of a new image', async () => {
   await page.getByRole('link', { name: 'Builds', exact: true }).click();
   await page.getByLabel('Dockerfile').fill('docker/Dockerfile');

@@ -252,7 +252,16 @@ async fn sarif_reports_attached_as_referrers_are_the_scan() {
     assert_eq!(ids, ["CVE-2026-1000", "CVE-2026-2000"], "{f:#}");
     assert_eq!((f["findings"][0]["severity"].as_str(), f["findings"][0]["package"].as_str(), f["findings"][0]["fixedVersion"].as_str()), (Some("CRITICAL"), Some("libexample"), Some("1.1")));
     let html = app.get("/catalog/default/component/web/images").await.text().await.unwrap();
-    assert!(html.contains("findings"), "the page links the findings: {html}");
+    let link = format!("/catalog/default/component/web/images?findings={}#findings", scanned.digest);
+    assert!(html.contains(&link), "the page links the findings: {html}");
+    let html = app.get(&format!("/catalog/default/component/web/images?findings={}", scanned.digest)).await.text().await.unwrap();
+    let table = &html[html.find("id=\"findings\"").expect("a findings section")..];
+    let (critical, medium) = (table.find("CVE-2026-1000").unwrap(), table.find("CVE-2026-2000").unwrap());
+    assert!(critical < medium, "most severe first");
+    assert!(table.contains("libexample") && table.contains("severity-critical") && table.contains("1.1"), "{table}");
+    let bad = app.get("/catalog/default/component/web/images?findings=sha256:nothex").await;
+    assert_eq!(bad.status(), 400, "a bad digest names the field");
+    assert!(bad.text().await.unwrap().contains("findings"));
 
     // A newer report replaces the scan at the next refresh.
     let clean = r#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"Trivy","rules":[]}},"results":[]}]}"#;

@@ -11,6 +11,8 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use super::{GIT_URL_PREFIX, Seeded, progress};
+use crate::registry::oci::manifest::{MANIFEST_ACCEPT, OCI_INDEX, OCI_MANIFEST};
+use crate::registry::oci::scan::SARIF;
 
 /// The GitOps repository's path on the demo git server.
 pub const GITOPS_REPOSITORY: &str = "platform/gitops.git";
@@ -56,6 +58,9 @@ pub struct SeedImage {
     /// as an image index.
     #[serde(default)]
     pub platforms: Vec<String>,
+    /// A SARIF report under `examples/repos/` attached to the image as an OCI referrer.
+    #[serde(default)]
+    pub scan: Option<String>,
 }
 
 impl SeedPlan {
@@ -71,6 +76,11 @@ impl SeedPlan {
             }
             if !examples.join(&r.dir).join(&r.dockerfile).is_file() {
                 bail!("{}: repository[{i}]: {}/{} is not a file", path.display(), r.dir, r.dockerfile);
+            }
+            for scan in r.images.iter().filter_map(|i| i.scan.as_deref()) {
+                if !ok(scan) || !examples.join(scan).is_file() {
+                    bail!("{}: repository[{i}]: scan {scan} is not a file under {}", path.display(), examples.display());
+                }
             }
         }
         Ok(plan)
@@ -110,16 +120,24 @@ pub async fn seed(plan: &SeedPlan, examples: &Path, dir: &Path, git_base: &str, 
     let total = plan.image_count();
     let mut n = 0;
     for (r, commit) in plan.repositories.iter().zip(&commits) {
+        let registry = Registry { client: &client, host: registry_host, repository: &r.image };
         for image in &r.images {
             n += 1;
             let reference = format!("{registry_host}/{}:{}", r.image, image.tag);
-            if manifest_exists(&client, registry_host, &r.image, &image.tag).await? {
+            if registry.has(&image.tag).await? {
                 continue;
             }
             let platforms = if image.platforms.is_empty() { String::new() } else { format!(" ({})", image.platforms.join(", ")) };
             progress(&format!("[{n}/{total}] building and pushing {reference}{platforms}"));
             builder.build_and_push(&examples.join(&r.dir), r, image, commit, &reference).await?;
             seeded.images += 1;
+        }
+        for image in &r.images {
+            if let Some(scan) = &image.scan {
+                if registry.attach_report(&image.tag, &examples.join(scan)).await? {
+                    progress(&format!("attached the scan report {scan} to {registry_host}/{}:{}", r.image, image.tag));
+                }
+            }
         }
     }
     if seeded == Seeded::default() {
@@ -229,16 +247,80 @@ async fn run(cmd: &mut crate::process::Command, what: &str) -> anyhow::Result<Ve
     Ok(out.stdout)
 }
 
-/// Whether the registry has `repository:tag`.
-async fn manifest_exists(client: &reqwest::Client, host: &str, repository: &str, tag: &str) -> anyhow::Result<bool> {
-    let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
-    let response = client
-        .head(format!("http://{host}/v2/{repository}/manifests/{tag}"))
-        .header("accept", accept)
-        .send()
-        .await
-        .with_context(|| format!("cannot ask the demo registry at {host} for {repository}:{tag}"))?;
-    Ok(response.status().is_success())
+/// One repository of the demo registry, spoken to over the Distribution API.
+struct Registry<'a> {
+    client: &'a reqwest::Client,
+    host: &'a str,
+    repository: &'a str,
+}
+
+impl Registry<'_> {
+    fn url(&self, rest: &str) -> String {
+        format!("http://{}/v2/{}/{rest}", self.host, self.repository)
+    }
+
+    /// Whether the repository has a manifest under `reference` (a tag).
+    async fn has(&self, reference: &str) -> anyhow::Result<bool> {
+        let response = self
+            .client
+            .head(self.url(&format!("manifests/{reference}")))
+            .header("accept", MANIFEST_ACCEPT)
+            .send()
+            .await
+            .with_context(|| format!("cannot ask the demo registry at {} for {}:{reference}", self.host, self.repository))?;
+        Ok(response.status().is_success())
+    }
+
+    /// Attaches the SARIF report at `path` to the image `tag` as an OCI referrer, listed in the
+    /// image's fallback tag (the demo registry has no referrers API). Answers false when the
+    /// image has referrers already.
+    async fn attach_report(&self, tag: &str, path: &Path) -> anyhow::Result<bool> {
+        let image = self.client.get(self.url(&format!("manifests/{tag}"))).header("accept", MANIFEST_ACCEPT).send().await?.error_for_status()?;
+        let media_type = image.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or(OCI_MANIFEST).to_string();
+        let body = image.bytes().await?;
+        let digest = sha256(&body);
+        let fallback = digest.replacen(':', "-", 1);
+        if self.has(&fallback).await? {
+            return Ok(false);
+        }
+        let report = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let created = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": SARIF,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": self.push_blob(b"{}").await?, "size": 2},
+            "layers": [{"mediaType": SARIF, "digest": self.push_blob(&report).await?, "size": report.len()}],
+            "subject": {"mediaType": media_type, "digest": digest, "size": body.len()},
+            "annotations": {"org.opencontainers.image.created": created},
+        });
+        let manifest = serde_json::to_vec(&manifest)?;
+        let manifest_digest = sha256(&manifest);
+        self.put_manifest(&manifest_digest, OCI_MANIFEST, manifest.clone()).await?;
+        let index = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": manifest.len(), "artifactType": SARIF, "annotations": {"org.opencontainers.image.created": created}}]});
+        self.put_manifest(&fallback, OCI_INDEX, serde_json::to_vec(&index)?).await?;
+        Ok(true)
+    }
+
+    /// A monolithic blob upload; answers the blob's digest.
+    async fn push_blob(&self, data: &[u8]) -> anyhow::Result<String> {
+        let digest = sha256(data);
+        let start = self.client.post(self.url("blobs/uploads/")).send().await?.error_for_status()?;
+        let location = start.headers().get("location").and_then(|v| v.to_str().ok()).context("the registry started an upload without a Location")?;
+        let mut url = reqwest::Url::parse(&format!("http://{}/", self.host))?.join(location)?;
+        url.query_pairs_mut().append_pair("digest", &digest);
+        self.client.put(url).header("content-type", "application/octet-stream").body(data.to_vec()).send().await?.error_for_status()?;
+        Ok(digest)
+    }
+
+    async fn put_manifest(&self, reference: &str, media_type: &str, body: Vec<u8>) -> anyhow::Result<()> {
+        self.client.put(self.url(&format!("manifests/{reference}"))).header("content-type", media_type).body(body).send().await?.error_for_status()?;
+        Ok(())
+    }
+}
+
+fn sha256(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
 }
 
 /// buildah with the demo's own vfs storage.

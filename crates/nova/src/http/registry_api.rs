@@ -143,19 +143,19 @@ pub async fn request_refresh(state: &AppState, c: &Component) -> Result<Vec<Stri
 /// An image's scan findings.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct FindingsResponse {
-    repository: String,
-    digest: String,
+pub struct FindingsResponse {
+    pub repository: String,
+    pub digest: String,
     /// `fresh`, `stale` (the last known report; see `reason`) or `unavailable` (no report could
     /// be read; see `reason`).
-    state: String,
-    fetched_at: Option<i64>,
-    reason: Option<String>,
-    message: Option<String>,
+    pub state: String,
+    pub fetched_at: Option<i64>,
+    pub reason: Option<String>,
+    pub message: Option<String>,
     /// `null` when no report could be read.
-    scan: Option<ScanSummary>,
+    pub scan: Option<ScanSummary>,
     /// Most severe first.
-    findings: Vec<Finding>,
+    pub findings: Vec<Finding>,
 }
 
 /// An image's scan findings: id, severity, package, installed and fixed version, description,
@@ -173,6 +173,11 @@ async fn findings(
 ) -> Result<Json<FindingsResponse>, AppError> {
     let c = component(&state, &actor, &kind, &namespace, &name).await?;
     let digest = Digest::parse(&digest).map_err(|e| AppError::invalid("digest", e.to_string()))?;
+    Ok(Json(image_findings(&state, &c, &digest).await?))
+}
+
+/// The findings of one of a component's known images (the API and the Images tab).
+pub async fn image_findings(state: &AppState, c: &Component, digest: &Digest) -> Result<FindingsResponse, AppError> {
     let mut found = None;
     for linked in &c.links.repositories {
         let Some(cached) = state.registry.cached(&linked.key).await? else { continue };
@@ -185,7 +190,7 @@ async fn findings(
         }
     }
     let key = found.ok_or_else(|| AppError::NotFound(format!("image {digest} is not among the known images of {}", c.entity_ref)))?;
-    let result = state.registry.findings(&key, &digest).await?;
+    let result = state.registry.findings(&key, digest).await?;
     if let Some(crate::registry::RegistryError::NotFound(m)) = &result.stale
         && result.report.is_none() {
             return Err(AppError::NotFound(m.clone()));
@@ -195,7 +200,7 @@ async fn findings(
         (Some(_), Some(_)) => "stale",
         (None, Some(_)) => "unavailable",
     };
-    Ok(Json(FindingsResponse {
+    Ok(FindingsResponse {
         repository: key.to_string(),
         digest: digest.to_string(),
         state: state_name.into(),
@@ -204,7 +209,7 @@ async fn findings(
         message: result.stale.as_ref().map(ToString::to_string),
         scan: result.report.as_ref().map(|r| r.summary.clone()),
         findings: result.report.map(|r| r.findings).unwrap_or_default(),
-    }))
+    })
 }
 
 /// The drift report between registry tags and catalog annotations (the last one computed in

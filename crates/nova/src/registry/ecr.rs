@@ -323,18 +323,6 @@ impl RegistryProvider for EcrRegistry {
     }
 }
 
-/// Orders severities from the most severe.
-pub fn severity_rank(severity: &str) -> u8 {
-    match severity.to_ascii_uppercase().as_str() {
-        "CRITICAL" => 0,
-        "HIGH" => 1,
-        "MEDIUM" => 2,
-        "LOW" => 3,
-        "INFORMATIONAL" => 4,
-        _ => 5,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -219,6 +219,18 @@ pub struct Finding {
     pub link: Option<String>,
 }
 
+/// Orders severities from the most severe.
+pub fn severity_rank(severity: &str) -> u8 {
+    match severity.to_ascii_uppercase().as_str() {
+        "CRITICAL" => 0,
+        "HIGH" => 1,
+        "MEDIUM" => 2,
+        "LOW" => 3,
+        "INFORMATIONAL" => 4,
+        _ => 5,
+    }
+}
+
 /// An image's scan with its findings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -366,12 +366,9 @@ impl ImagesTab<'_> {
         }
     }
 
-    /// The findings drill-down (JSON) of an image.
+    /// The findings of an image, shown on this tab.
     pub fn findings_link(&self, image: &ImageRow) -> String {
-        match EntityRef::parse(&self.view.component) {
-            Ok(r) => format!("/api/v1/components/{}/{}/{}/images/{}/findings", r.kind(), r.namespace(), r.name(), image.digest),
-            Err(_) => String::new(),
-        }
+        format!("{}?findings={}#findings", self.path, image.digest)
     }
 
     /// `sha256:` and 12 hex digits.

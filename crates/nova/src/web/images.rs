@@ -1,6 +1,8 @@
-//! The component page's "Images" tab (rendered by [`crate::registry::view`]) and its refresh
-//! form: `POST /catalog/{namespace}/component/{name}/images/refresh`.
+//! The component page's "Images" tab (rendered by [`crate::registry::view`]), with one image's
+//! scan findings above the list when asked for (`?findings=<digest>`), and its refresh form:
+//! `POST /catalog/{namespace}/component/{name}/images/refresh`.
 
+use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -8,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use super::PageError;
 use super::entity::{TabContext, TabFuture};
 use crate::auth::Actor;
-use crate::http::registry_api::{authorize_refresh, component, request_refresh};
+use crate::http::registry_api::{FindingsResponse, authorize_refresh, component, image_findings, request_refresh};
 use crate::http::{AppError, AppState};
 use crate::registry::view::{self, ImageQuery};
 
@@ -32,9 +34,32 @@ pub fn images_tab(ctx: TabContext) -> TabFuture {
             Some("too-soon") => notice_html("banner", "This component was refreshed moments ago; the images below are current."),
             _ => String::new(),
         };
+        if let Some(raw) = ctx.params.get("findings") {
+            let digest = nova_domain::Digest::parse(raw).map_err(|e| AppError::invalid("findings", e.to_string()))?;
+            let r = image_findings(&ctx.state, &c, &digest).await?;
+            let json = format!("/api/v1/components/{kind}/{namespace}/{name}/images/{digest}/findings");
+            let part = FindingsPart { short: digest.as_str().chars().take(19).collect(), back: path.clone(), json, r };
+            html.push_str(&part.render().map_err(|e| AppError::Internal(e.into()))?);
+        }
         html.push_str(&view::render_images_tab(&v, &path, &[]).map_err(|e| AppError::Internal(e.into()))?);
         Ok(html)
     })
+}
+
+/// One image's findings.
+#[derive(Template)]
+#[template(path = "findings_part.html")]
+struct FindingsPart {
+    short: String,
+    back: String,
+    json: String,
+    r: FindingsResponse,
+}
+
+impl FindingsPart {
+    fn time(&self, ms: &Option<i64>) -> String {
+        super::view::time_text(*ms)
+    }
 }
 
 fn notice_html(class: &str, text: &str) -> String {

@@ -26,7 +26,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::OciRegistry;
 use super::manifest::{AnyManifest, Descriptor, OCI_INDEX, rfc3339_ms};
-use crate::registry::provider::{Finding, RegistryError, ScanReport, ScanStatus, ScanSummary, SeverityCounts};
+use crate::registry::provider::{Finding, RegistryError, ScanReport, ScanStatus, ScanSummary, SeverityCounts, severity_rank};
 
 /// The artifact type (and layer media type) of a SARIF report.
 pub const SARIF: &str = "application/sarif+json";
@@ -189,6 +189,7 @@ pub fn parse_sarif(bytes: &[u8], manifest_digest: &str, created: Option<i64>) ->
             });
         }
     }
+    findings.sort_by_key(|f| severity_rank(&f.severity));
     let description = match tools.as_slice() {
         [] => format!("SARIF report {}", short(manifest_digest)),
         names => format!("SARIF report by {} ({})", names.join(", "), short(manifest_digest)),
