@@ -6,7 +6,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use nova::builds::store::{BuildStore, NewBuild};
@@ -16,20 +15,8 @@ use nova::secrets::{Precondition, SecretData, SecretPath};
 use nova_domain::{Digest, Sensitive};
 use serde_json::{Value, json};
 use support::canary::{Canary, capture_logs};
+use support::gitops::{git, git_server};
 use support::*;
-
-/// The git server scripts/test started: base URL, repository root, password of `private/`.
-fn git_server() -> Option<(String, std::path::PathBuf, String)> {
-    let url = require("git HTTP server", std::env::var("NOVA_TEST_GIT_HTTP_URL").ok(), "scripts/test starts it with start_git_http")?;
-    let root = std::env::var("NOVA_TEST_GIT_HTTP_ROOT").expect("set with the URL");
-    Some((url, root.into(), std::env::var("NOVA_TEST_GIT_HTTP_PASSWORD").expect("set with the URL")))
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").args(["-c", "user.name=Nova Test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"]).args(args).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 const KUSTOMIZATION: &str = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../base\nimages:\n- name: shop\n  newTag: old\n";
 
