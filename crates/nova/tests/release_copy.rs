@@ -82,15 +82,9 @@ struct Api<'a> {
 
 impl Api<'_> {
     async fn call(&mut self, method: reqwest::Method, path: &str, user: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.app.client.request(method, self.app.url(path)).bearer_auth(self.app.token_for(user).await);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.expect("request");
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        self.bodies.push(text.clone());
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let (status, text, json) = self.app.call(method, path, Some(user), body).await;
+        self.bodies.push(text);
+        (status, json)
     }
 
     async fn promote(&mut self, component: &str, digest: &str, environment: &str) -> String {
@@ -340,13 +334,80 @@ on_both_backends! {
         let p = api.until(&id, &["verifying"]).await;
         let p = if p["reason"].is_null() { tokio::time::sleep(Duration::from_millis(500)).await; api.promotion(&id).await } else { p };
         assert!(p["reason"].as_str().is_some_and(|r| r.contains("last answer: HTTP 200 OK without")), "the last answer is shown while verifying: {p}");
-        let html = app.client.get(app.url("/catalog/default/component/lab/deployments")).bearer_auth(app.token_for("user:default/rita").await).send().await.unwrap().text().await.unwrap();
+        let (_, html, _) = app.call(reqwest::Method::GET, "/catalog/default/component/lab/deployments", Some("user:default/rita"), None).await;
         assert!(html.contains("verifying") && html.contains("last answer"), "the Deployments tab shows the check");
         let p = api.until(&id, &["done", "failed"]).await;
         assert_eq!(p["state"], "failed", "{p}");
         let reason = p["reason"].as_str().unwrap();
         assert!(reason.contains("not verified within 6s") && reason.contains(&format!("without {}", new.digest)) && reason.contains(&"0".repeat(64)), "{reason}");
         assert!(api.promotion(&id).await["verifiedAt"].is_null());
+        server.abort();
+    }
+}
+
+/// A double of Argo CD's documented API (no Argo CD can run here): `GET
+/// /api/v1/applications/{name}` with a bearer token, answering the application's health, sync
+/// status and running images. Answers in turn: progressing, healthy with the old image, then
+/// healthy and synced with `image`.
+async fn argo_cd_double(token: String, image: String, hits: Arc<AtomicUsize>) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::extract::Path;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().route("/api/v1/applications/{name}", axum::routing::get(move |Path(name): Path<String>, headers: HeaderMap| {
+        let (token, image, hits) = (token.clone(), image.clone(), hits.clone());
+        async move {
+            if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {token}")) {
+                return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid session", "code": 16}))).into_response();
+            }
+            if name != "shop-staging" {
+                return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "not found", "code": 5}))).into_response();
+            }
+            let old = format!("127.0.0.1/shop/shop@sha256:{}", "0".repeat(64));
+            let (health, sync, images) = match hits.fetch_add(1, Ordering::SeqCst) {
+                0 => ("Progressing", "OutOfSync", vec![old]),
+                1 => ("Healthy", "Synced", vec![old]),
+                _ => ("Healthy", "Synced", vec![image, "busybox:1.36".to_string()]),
+            };
+            axum::Json(json!({"metadata": {"name": name, "namespace": "argocd"}, "spec": {"project": "default"},
+                "status": {"health": {"status": health}, "sync": {"status": sync, "revision": "abc"}, "summary": {"images": images}}})).into_response()
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (url, tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }))
+}
+
+on_both_backends! {
+    // Verification by Argo CD (against the double above): done only once the application is
+    // healthy, synced and running the digest; the API token appears nowhere.
+    async fn promotion_is_verified_by_argo_cd(backend: Backend) {
+        let logs = capture_logs();
+        let Some((git_url, root, git_password)) = git_server() else { return };
+        let digest = format!("sha256:{}", "7".repeat(64));
+        let token = format!("argocd-token-{}", uuid::Uuid::new_v4().simple());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (argo, server) = argo_cd_double(token.clone(), format!("registry.example.com/shop/shop@{digest}"), hits.clone()).await;
+        let repo = gitops_repo(&root, &["dev", "staging"]);
+        let verify = format!("verify = {{ argocd = {{ server = \"{argo}\", application = \"{{component}}-staging\", token = {{ store = \"platform/argocd\" }} }}, timeout = \"30s\", interval = \"100ms\" }}");
+        let app = start(backend, Vec::new(), environments(&git_url, &repo, &[("dev", ""), ("staging", verify.as_str())]), None, None).await;
+        put_secret(&app, "platform/gitops", &git_password).await;
+        put_secret(&app, "platform/argocd", &token).await;
+        let mut api = Api { app: &app, bodies: Vec::new() };
+        record_artifact(&app, "shop", "registry.example.com/shop/shop", &digest, &["v7"]).await;
+        let id = api.promote("shop", &digest, "dev").await;
+        api.until(&id, &["done"]).await;
+        let id = api.promote("shop", &digest, "staging").await;
+        let p = api.until(&id, &["done", "failed"]).await;
+        assert_eq!(p["state"], "done", "{p}");
+        assert!(p["verifiedAt"].is_i64(), "{p}");
+        assert!(hits.load(Ordering::SeqCst) >= 3, "progressing, and healthy with the old image, did not pass");
+        let verified = api.audited("release.promotion.verified").await;
+        assert!(verified[0]["answer"].as_str().unwrap().contains("health Healthy, sync Synced, running"), "{verified:?}");
+        let canary = Canary::of(&token);
+        let mut check = canary.check();
+        check.logs(&logs).bodies(&api.bodies).metrics(&app).await;
+        check.database(&app.state.db).await.sqlite_files(&app.database_url());
+        check.assert_clean();
         server.abort();
     }
 }
@@ -367,6 +428,9 @@ fn bad_repository_and_verify_settings_are_refused() {
         ("verify = { url = \"https://u:p@{component}.example.com/v\" }", "environments.dev.verify.url", "user or password"),
         ("verify = { url = \"https://{component}.example.com/v\", interval = \"20m\" }", "environments.dev.verify.interval", "at most the timeout"),
         ("verify = { url = \"https://{component}.example.com/v\", expect = \"vibes\" }", "environments.dev.verify", "unknown variant"),
+        ("verify = { url = \"https://x.example.com/v\", argocd = { server = \"https://argocd.example.com\", application = \"a\", token = { env = \"T\" } } }", "environments.dev.verify", "exactly one of url and argocd"),
+        ("verify = { argocd = { server = \"https://argocd.example.com\", application = \"{component}_Staging\", token = { env = \"T\" } } }", "environments.dev.verify.argocd.application", "application name"),
+        ("verify = { argocd = { server = \"ftp://argocd.example.com\", application = \"a\", token = { env = \"T\" } } }", "environments.dev.verify.argocd.server", "http:// or https://"),
     ];
     for (extra, key, rule) in cases {
         let mut f = tempfile::NamedTempFile::new().unwrap();

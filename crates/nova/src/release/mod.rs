@@ -11,6 +11,7 @@
 //! request supersedes it. The write runs as a leased [`WritePromotion`] job and the check as a
 //! [`verify::VerifyPromotion`] job, so both resume after a restart. Every transition is audited.
 
+pub mod argocd;
 pub mod artifacts;
 pub mod config;
 pub mod copy;

@@ -1,5 +1,6 @@
 //! Verification after the GitOps write: an environment's `verify` check polls an HTTP URL
-//! until it answers 2xx and (by `expect`) names the promotion's digest or one of its tags. The
+//! until it answers 2xx and (by `expect`) names the promotion's digest or one of its tags, or
+//! asks Argo CD until the application is healthy and synced with the digest ([`argocd`]). The
 //! promotion is `verifying` meanwhile, with the last answer as its reason; it is `done` (and
 //! verified) when the check passes, `failed` when `timeout` runs out first. The polling is a
 //! leased [`VerifyPromotion`] job that runs once per `interval` and keeps its deadline in the
@@ -26,15 +27,19 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most of a body read to look for the digest.
 const MAX_BODY: usize = 64 * 1024;
 
-/// `[environments.<name>.verify]`.
+/// `[environments.<name>.verify]`: exactly one of `url` and `argocd`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyConfig {
     /// The `http://` or `https://` URL polled; `{component}` and `{namespace}` are filled in.
-    pub url: String,
-    /// What the answer must show besides a 2xx status.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// With `url`: what the answer must show besides a 2xx status.
     #[serde(default)]
     pub expect: Expect,
+    /// Instead of `url`: the Argo CD application whose health and sync are asked.
+    #[serde(default)]
+    pub argocd: Option<super::argocd::ArgoCdCheck>,
     /// How long after the write the check may take to pass.
     #[serde(with = "humantime_serde", default = "default_timeout")]
     pub timeout: Duration,
@@ -64,19 +69,38 @@ pub enum Expect {
     Status,
 }
 
-impl VerifyConfig {
-    /// The URL for `component`, refused unless it is `http(s)` with a host and no credentials.
-    fn url_for(&self, component: &EntityRef) -> Result<url::Url, String> {
-        let filled = self.url.replace("{component}", component.name()).replace("{namespace}", component.namespace());
-        let url = url::Url::parse(&filled).map_err(|e| format!("is not a URL once filled in ({filled}): {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-            return Err("must be an http:// or https:// URL with a host".into());
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err("must not carry a user or password".into());
-        }
-        Ok(url)
+/// `template` with `{component}` and `{namespace}` filled in, as a URL that is `http(s)` with a
+/// host and no credentials.
+pub(super) fn guarded_url(template: &str, component: &EntityRef) -> Result<url::Url, String> {
+    let filled = fill(template, component);
+    let url = url::Url::parse(&filled).map_err(|e| format!("is not a URL once filled in ({filled}): {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err("must be an http:// or https:// URL with a host".into());
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry a user or password".into());
+    }
+    Ok(url)
+}
+
+/// `template` with `{component}` and `{namespace}` filled in.
+pub(super) fn fill(template: &str, component: &EntityRef) -> String {
+    template.replace("{component}", component.name()).replace("{namespace}", component.namespace())
+}
+
+/// An HTTP client for checks: bounded time, a few redirects.
+pub(super) fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .user_agent(concat!("nova/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))
+}
+
+/// Why a request got no answer, for the promotion's reason.
+pub(super) fn no_answer(e: reqwest::Error) -> String {
+    if e.is_timeout() { format!("no answer within {}s", REQUEST_TIMEOUT.as_secs()) } else { format!("cannot connect: {}", e.without_url()) }
 }
 
 /// Checks every environment's `verify`; an error is `(key, message)`.
@@ -85,7 +109,13 @@ pub fn check(environments: &BTreeMap<String, EnvironmentConfig>) -> Result<(), (
     for (name, c) in environments {
         let Some(v) = &c.verify else { continue };
         let key = |k: &str| format!("environments.{name}.verify.{k}");
-        v.url_for(&sample).map_err(|m| (key("url"), m))?;
+        match (&v.url, &v.argocd) {
+            (Some(url), None) => {
+                guarded_url(url, &sample).map_err(|m| (key("url"), m))?;
+            }
+            (None, Some(a)) => a.check(&sample).map_err(|(k, m)| (key(&format!("argocd.{k}")), m))?,
+            _ => return Err((format!("environments.{name}.verify"), "needs exactly one of url and argocd".into())),
+        }
         if v.timeout < Duration::from_secs(1) || v.timeout > Duration::from_secs(24 * 3600) {
             return Err((key("timeout"), "must be between 1s and 24h".into()));
         }
@@ -107,21 +137,22 @@ impl Job for VerifyPromotion {
 }
 
 /// One answer of the check.
-struct Answer {
-    passed: bool,
+pub(super) struct Answer {
+    pub passed: bool,
     /// What it was, for the promotion's reason.
-    summary: String,
+    pub summary: String,
 }
 
 /// Asks `url` once; `wanted` are the strings one of which the body must contain (none: any 2xx).
 async fn ask(url: url::Url, wanted: &[String]) -> Answer {
-    let client = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).redirect(reqwest::redirect::Policy::limited(3)).user_agent(concat!("nova/", env!("CARGO_PKG_VERSION"))).build();
     let failed = |summary: String| Answer { passed: false, summary };
-    let Ok(client) = client else { return failed("cannot build an HTTP client".into()) };
+    let client = match http_client() {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
     let mut response = match client.get(url).send().await {
         Ok(r) => r,
-        Err(e) if e.is_timeout() => return failed(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())),
-        Err(e) => return failed(format!("cannot connect: {}", e.without_url())),
+        Err(e) => return failed(no_answer(e)),
     };
     let status = response.status();
     if !status.is_success() {
@@ -192,17 +223,23 @@ impl Release {
             return Ok(JobOutcome::Done);
         }
         let component = EntityRef::parse(&p.component_ref).map_err(|e| e.to_string())?;
-        let url = match v.url_for(&component) {
-            Ok(u) => u,
-            Err(m) => return self.fail_verify(&p, format!("environments.{}.verify.url {m}", p.environment)).await,
+        let answer = match (&v.url, &v.argocd) {
+            (_, Some(a)) => a.ask(&component, &p.digest, &p.environment, self.secrets.as_ref()).await,
+            (Some(url), None) => {
+                let url = match guarded_url(url, &component) {
+                    Ok(u) => u,
+                    Err(m) => return self.fail_verify(&p, format!("environments.{}.verify.url {m}", p.environment)).await,
+                };
+                let wanted = match v.expect {
+                    Expect::Digest => vec![p.digest.clone()],
+                    Expect::Tag if p.tags.is_empty() => return self.fail_verify(&p, "verify expects a tag, and the artifact has none".into()).await,
+                    Expect::Tag => p.tags.clone(),
+                    Expect::Status => Vec::new(),
+                };
+                ask(url, &wanted).await
+            }
+            (None, None) => return self.fail_verify(&p, format!("environments.{}.verify names no check", p.environment)).await,
         };
-        let wanted = match v.expect {
-            Expect::Digest => vec![p.digest.clone()],
-            Expect::Tag if p.tags.is_empty() => return self.fail_verify(&p, "verify expects a tag, and the artifact has none".into()).await,
-            Expect::Tag => p.tags.clone(),
-            Expect::Status => Vec::new(),
-        };
-        let answer = ask(url, &wanted).await;
         if answer.passed {
             if self.promotions().verified(&p.id).await.map_err(|e| e.to_string())? {
                 let commit = p.commit_sha.clone().unwrap_or_default();
