@@ -258,7 +258,8 @@ on_both_backends! {
     // staging checks the service's version endpoint: 503, then the old digest, then the new
     // one; the promotion is done and verified only then, survives a restart while verifying,
     // and production's wait timer counts from the verification. A check that never sees the
-    // digest fails with the last answer. No `repository` (or the artifact's own): no copy.
+    // digest fails with the last answer; one written over it while verifying is superseded.
+    // No `repository` (or the artifact's own): no copy.
     async fn promotion_is_verified_after_the_write(backend: Backend) {
         let _logs = capture_logs();
         let Some((git_url, root, git_password)) = git_server() else { return };
@@ -288,7 +289,7 @@ on_both_backends! {
         let server = tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
 
         let repo = gitops_repo(&root, &["dev", "staging", "production"]);
-        let verify = format!("verify = {{ url = \"{service_url}/{{component}}/version\", expect = \"digest\", timeout = \"6s\", interval = \"100ms\" }}");
+        let verify = format!("verify = {{ url = \"{service_url}/{{component}}/version\", expect = \"digest\", timeout = \"10s\", interval = \"100ms\" }}");
         let env_list = [("dev", "repository = \"src/shop/shop\""), ("staging", verify.as_str()), ("production", "gates = { wait = \"1h\" }")];
         let registries = || vec![("src", registry_def(&src.url, None, 4))];
         let app = start(backend, registries(), environments(&git_url, &repo, &env_list), None, None).await;
@@ -330,16 +331,28 @@ on_both_backends! {
         // lab never reports the digest: failed after the timeout, with the last answer.
         let id = api.promote("lab", &new.digest, "dev").await;
         api.until(&id, &["done"]).await;
-        let id = api.promote("lab", &new.digest, "staging").await;
-        let p = api.until(&id, &["verifying"]).await;
-        let p = if p["reason"].is_null() { tokio::time::sleep(Duration::from_millis(500)).await; api.promotion(&id).await } else { p };
+        let first = api.promote("lab", &new.digest, "staging").await;
+        api.until(&first, &["verifying"]).await;
+        let mut p = Value::Null;
+        for _ in 0..100 {
+            p = api.promotion(&first).await;
+            if !p["reason"].is_null() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert!(p["reason"].as_str().is_some_and(|r| r.contains("last answer: HTTP 200 OK without")), "the last answer is shown while verifying: {p}");
         let (_, html, _) = app.call(reqwest::Method::GET, "/catalog/default/component/lab/deployments", Some("user:default/rita"), None).await;
         assert!(html.contains("verifying") && html.contains("last answer"), "the Deployments tab shows the check");
+        // Promoted again while verifying: the new write supersedes the one still verifying.
+        let id = api.promote("lab", &new.digest, "staging").await;
+        let p = api.until(&first, &["superseded", "failed"]).await;
+        assert_eq!(p["state"], "superseded", "{p}");
+        assert!(p["reason"].as_str().unwrap().contains(&id), "{p}");
         let p = api.until(&id, &["done", "failed"]).await;
         assert_eq!(p["state"], "failed", "{p}");
         let reason = p["reason"].as_str().unwrap();
-        assert!(reason.contains("not verified within 6s") && reason.contains(&format!("without {}", new.digest)) && reason.contains(&"0".repeat(64)), "{reason}");
+        assert!(reason.contains("not verified within 10s") && reason.contains(&format!("without {}", new.digest)) && reason.contains(&"0".repeat(64)), "{reason}");
         assert!(api.promotion(&id).await["verifiedAt"].is_null());
         server.abort();
     }
