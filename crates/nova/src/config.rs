@@ -645,6 +645,8 @@ impl Config {
         self.secrets.validate().map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         crate::registry::config::validate(&self.registry, &self.registries).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         crate::release::Environments::from_config(&self.environments).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        crate::release::copy::check(&self.environments, &self.registries).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        crate::release::verify::check(&self.environments).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         if self.release.push_attempts == 0 || self.release.push_attempts > 50 {
             return invalid("release.push_attempts", "must be between 1 and 50");
         }

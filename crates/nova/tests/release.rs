@@ -6,7 +6,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use nova::builds::store::{BuildStore, NewBuild};
@@ -16,20 +15,8 @@ use nova::secrets::{Precondition, SecretData, SecretPath};
 use nova_domain::{Digest, Sensitive};
 use serde_json::{Value, json};
 use support::canary::{Canary, capture_logs};
+use support::gitops::{git, git_server, publish};
 use support::*;
-
-/// The git server scripts/test started: base URL, repository root, password of `private/`.
-fn git_server() -> Option<(String, std::path::PathBuf, String)> {
-    let url = require("git HTTP server", std::env::var("NOVA_TEST_GIT_HTTP_URL").ok(), "scripts/test starts it with start_git_http")?;
-    let root = std::env::var("NOVA_TEST_GIT_HTTP_ROOT").expect("set with the URL");
-    Some((url, root.into(), std::env::var("NOVA_TEST_GIT_HTTP_PASSWORD").expect("set with the URL")))
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").args(["-c", "user.name=Nova Test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"]).args(args).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 const KUSTOMIZATION: &str = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../base\nimages:\n- name: shop\n  newTag: old\n";
 
@@ -37,19 +24,7 @@ const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  na
 
 /// A GitOps repository with a dev and a prod overlay for `shop`, published under `private/`.
 fn publish_gitops(root: &Path) -> String {
-    let name = format!("private/gitops-{}", uuid::Uuid::new_v4().simple());
-    let work = tempfile::tempdir().unwrap();
-    git(work.path(), &["init", "--quiet"]);
-    for env in ["dev", "prod"] {
-        write_file(work.path(), &format!("apps/shop/{env}/kustomization.yaml"), KUSTOMIZATION);
-    }
-    write_file(work.path(), "apps/shop/deployment.yaml", DEPLOYMENT);
-    git(work.path(), &["add", "-A"]);
-    git(work.path(), &["commit", "--quiet", "-m", "overlays"]);
-    let bare = root.join(format!("{name}.git"));
-    std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
-    git(work.path(), &["clone", "--quiet", "--bare", ".", bare.to_str().unwrap()]);
-    name
+    publish(root, &[("apps/shop/dev/kustomization.yaml", KUSTOMIZATION), ("apps/shop/prod/kustomization.yaml", KUSTOMIZATION), ("apps/shop/deployment.yaml", DEPLOYMENT)])
 }
 
 /// The file on the branch of the bare repository, and the branch's commit count.
@@ -105,18 +80,9 @@ struct Client<'a> {
 
 impl Client<'_> {
     async fn call(&mut self, method: reqwest::Method, path: &str, user: Option<&str>, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.app.client.request(method, self.app.url(path));
-        if let Some(u) = user {
-            req = req.bearer_auth(self.app.token_for(u).await);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.expect("request");
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        self.bodies.push(text.clone());
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let (status, text, json) = self.app.call(method, path, user, body).await;
+        self.bodies.push(text);
+        (status, json)
     }
 
     async fn get(&mut self, path: &str) -> Value {

@@ -123,6 +123,17 @@ pub struct OciConfig {
     pub max_attempts: u32,
 }
 
+impl OciConfig {
+    /// The host in pull references: `pull_host`, or the URL's `host[:port]`.
+    pub fn pull_host(&self) -> String {
+        let host = self.url.host_str().unwrap_or_default();
+        self.pull_host.clone().unwrap_or_else(|| match self.url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        })
+    }
+}
+
 fn default_concurrency() -> usize {
     8
 }

@@ -41,6 +41,20 @@ pub struct EnvironmentConfig {
     /// Promote Nova's succeeded builds of these refs here automatically.
     #[serde(default)]
     pub auto_promote: Option<AutoPromote>,
+    /// The image repository this environment's images must live in, `<registry>/<path>` in a
+    /// configured OCI registry (`{component}`, `{namespace}` filled in); promotion copies the
+    /// artifact there first (release/copy.rs).
+    #[serde(default)]
+    pub repository: Option<String>,
+    /// The user name sent with `push_credential`.
+    #[serde(default)]
+    pub push_username: Option<String>,
+    /// The credential that may push to `repository`, by reference; default: the registry's own.
+    #[serde(default)]
+    pub push_credential: Option<SecretRef>,
+    /// A check after the GitOps write (release/verify.rs).
+    #[serde(default)]
+    pub verify: Option<super::verify::VerifyConfig>,
 }
 
 /// Where and how an environment's image reference is written.

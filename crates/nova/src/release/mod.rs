@@ -5,18 +5,24 @@
 //! [`config`] reads `[environments.<name>]`; [`store`] keeps promotions, approvals and pins;
 //! [`gitops`] writes the repository with `git` ([`kustomize`] or [`yaml_path`] edits the file). [`Release`] is
 //! the state machine: a promotion is `awaiting_approval` until its quorum, `waiting` for its
-//! wait timer and the writer, `writing`, then `done` (with the commit) or `failed`; approvers
-//! may reject it, a newer request supersedes it. The write runs as a leased [`WritePromotion`]
-//! job, so it resumes after a restart. Every transition is audited.
+//! wait timer and the writer, `copying` when its environment keeps images in a repository of
+//! its own ([`copy`]), `writing`, `verifying` when the environment checks the rollout
+//! ([`verify`]), then `done` (with the commit) or `failed`; approvers may reject it, a newer
+//! request supersedes it. The write runs as a leased [`WritePromotion`] job and the check as a
+//! [`verify::VerifyPromotion`] job, so both resume after a restart. Every transition is audited.
 
+pub mod argocd;
 pub mod artifacts;
 pub mod config;
+pub mod copy;
 pub mod gitops;
 pub mod intake;
 pub mod kustomize;
 pub mod store;
+pub mod verify;
 pub mod yaml_path;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +39,7 @@ use crate::auth::Actor;
 use crate::http::error::request_id;
 use crate::http::{AppError, AppState};
 use crate::jobs::{Job, JobOutcome, JobQueue, JobRunner};
+use crate::registry::{RegistryDef, RegistrySettings};
 use crate::secrets::SecretStore;
 use crate::storage::{Db, now_ms};
 use artifacts::{Artifact, ArtifactStore};
@@ -120,12 +127,16 @@ pub struct Release {
     settings: ReleaseSettings,
     work_dir: PathBuf,
     max_attempts: u32,
+    /// `[registries]`: where artifacts are copied from and to.
+    registries: Arc<BTreeMap<String, RegistryDef>>,
+    registry_settings: RegistrySettings,
 }
 
 impl Release {
     /// The service over these parts; the error names a bad `[environments]` key.
     pub fn new(config: &crate::config::Config, db: Db, jobs: JobQueue, audit: AuditLog, secrets: Arc<dyn SecretStore>) -> anyhow::Result<Self> {
         let environments = Environments::from_config(&config.environments).map_err(|(k, m)| anyhow::anyhow!("config: {k}: {m}"))?;
+        copy::check(&config.environments, &config.registries).and_then(|()| verify::check(&config.environments)).map_err(|(k, m)| anyhow::anyhow!("config: {k}: {m}"))?;
         Ok(Self {
             db,
             jobs,
@@ -135,6 +146,8 @@ impl Release {
             settings: config.release.clone(),
             work_dir: config.server.data_dir.join("release"),
             max_attempts: config.jobs.max_attempts,
+            registries: Arc::new(config.registries.clone()),
+            registry_settings: config.registry.clone(),
         })
     }
 
@@ -342,48 +355,85 @@ impl Release {
         Ok(out)
     }
 
-    /// The [`WritePromotion`] job: waits out the timer, writes, records the outcome.
+    /// The [`WritePromotion`] job: waits out the timer, copies the image when the environment
+    /// keeps its own repository, writes, then verifies or records the outcome.
     pub async fn run_write(&self, job: WritePromotion, attempt: u32) -> Result<JobOutcome, String> {
         let e = |e: AppError| e.to_string();
         let Some(p) = self.promotions().get(&job.promotion_id).await.map_err(|e| e.to_string())? else { return Ok(JobOutcome::Done) };
+        let mut state = p.state;
         match p.state {
             PromotionState::Waiting => {
                 if let Some(at) = p.not_before.filter(|at| *at > now_ms()) {
                     return Ok(JobOutcome::RunAgainAt(at));
                 }
-                if !self.promotions().transition(&p.id, PromotionState::Waiting, PromotionState::Writing, None, None).await.map_err(|e| e.to_string())? {
+                // A plan that cannot be made fails the promotion below, from `writing`.
+                state = if matches!(self.copy_plan(&p), Ok(Some(_))) { PromotionState::Copying } else { PromotionState::Writing };
+                if !self.promotions().transition(&p.id, PromotionState::Waiting, state, None, None).await.map_err(|e| e.to_string())? {
                     return Ok(JobOutcome::Done);
                 }
-                self.audit(&Who::nova(), "release.promotion.writing", &p.component_ref, Outcome::Success, json!({ "promotion": p.id })).await.map_err(e)?;
+                self.audit(&Who::nova(), &format!("release.promotion.{}", state.as_str()), &p.component_ref, Outcome::Success, json!({ "promotion": p.id })).await.map_err(e)?;
             }
-            PromotionState::Writing => {} // the process that was writing it stopped: write again
+            PromotionState::Copying | PromotionState::Writing => {} // the process that was at it stopped: again
+            // Written; the process stopped before it scheduled the check.
+            PromotionState::Verifying => return self.schedule_verify(&p.id).await.map(|()| JobOutcome::Done).map_err(e),
             _ => return Ok(JobOutcome::Done),
         }
-        match self.write(&p).await {
+        match self.copy_then_write(&p, &mut state).await {
             Ok(written) => {
-                self.promotions().transition(&p.id, PromotionState::Writing, PromotionState::Done, None, Some(&written.commit)).await.map_err(|e| e.to_string())?;
-                let target = p.component_ref.as_str();
-                self.audit(&Who::nova(), "release.promotion.done", target, Outcome::Success, json!({ "promotion": p.id, "environment": p.environment, "digest": p.digest, "commit": written.commit, "changed": written.changed }))
-                    .await
-                    .map_err(e)?;
-                if p.rollback {
-                    self.promotions().set_pin(target, &p.environment, &p.id, &p.requested_by).await.map_err(|e| e.to_string())?;
-                    self.audit(&Who::nova(), "release.pin.set", target, Outcome::Success, json!({ "environment": p.environment, "promotion": p.id })).await.map_err(e)?;
-                } else if !p.automatic && self.promotions().clear_pin(target, &p.environment).await.map_err(|e| e.to_string())? {
-                    self.audit(&Who::nova(), "release.pin.release", target, Outcome::Success, json!({ "environment": p.environment, "promotion": p.id })).await.map_err(e)?;
+                if self.begin_verify(&p, &written.commit).await.map_err(e)? {
+                    return Ok(JobOutcome::Done);
                 }
+                self.promotions().transition(&p.id, PromotionState::Writing, PromotionState::Done, None, Some(&written.commit)).await.map_err(|e| e.to_string())?;
+                self.finish(&p, &written.commit, Some(written.changed)).await.map_err(e)?;
                 Ok(JobOutcome::Done)
             }
             Err(WriteFailure::Transient(reason)) if attempt < self.max_attempts => Err(reason),
             Err(WriteFailure::Transient(reason) | WriteFailure::Permanent(reason)) => {
-                self.promotions().transition(&p.id, PromotionState::Writing, PromotionState::Failed, Some(&reason), None).await.map_err(|e| e.to_string())?;
+                self.promotions().transition(&p.id, state, PromotionState::Failed, Some(&reason), None).await.map_err(|e| e.to_string())?;
                 self.audit(&Who::nova(), "release.promotion.failed", &p.component_ref, Outcome::Failure, json!({ "promotion": p.id, "reason": reason })).await.map_err(e)?;
                 Ok(JobOutcome::Done)
             }
         }
     }
 
-    async fn write(&self, p: &Promotion) -> Result<gitops::Written, WriteFailure> {
+    /// The copy into the environment's repository (when it needs one), then the GitOps write
+    /// naming where the image now is; `state` follows the promotion from `copying` to `writing`.
+    async fn copy_then_write(&self, p: &Promotion, state: &mut PromotionState) -> Result<gitops::Written, WriteFailure> {
+        let storage = |e: crate::storage::StorageError| WriteFailure::Transient(e.to_string());
+        let plan = self.copy_plan(p)?;
+        let repository = match &plan {
+            Some(plan) => {
+                self.copy(p, plan).await?;
+                plan.target.reference()
+            }
+            None => p.repository.clone(),
+        };
+        if *state == PromotionState::Copying {
+            if self.promotions().transition(&p.id, PromotionState::Copying, PromotionState::Writing, None, None).await.map_err(storage)? {
+                self.audit(&Who::nova(), "release.promotion.writing", &p.component_ref, Outcome::Success, json!({ "promotion": p.id })).await.map_err(|e| WriteFailure::Transient(e.to_string()))?;
+            }
+            *state = PromotionState::Writing;
+        }
+        self.promotions().set_deployed_repository(&p.id, &repository).await.map_err(storage)?;
+        self.write(p, &repository).await
+    }
+
+    /// Records a promotion that is done (written, and verified when its environment checks):
+    /// audited; a rollback pins the environment, an explicit promotion releases a pin.
+    async fn finish(&self, p: &Promotion, commit: &str, changed: Option<bool>) -> Result<(), AppError> {
+        let target = p.component_ref.as_str();
+        self.audit(&Who::nova(), "release.promotion.done", target, Outcome::Success, json!({ "promotion": p.id, "environment": p.environment, "digest": p.digest, "commit": commit, "changed": changed })).await?;
+        if p.rollback {
+            self.promotions().set_pin(target, &p.environment, &p.id, &p.requested_by).await?;
+            self.audit(&Who::nova(), "release.pin.set", target, Outcome::Success, json!({ "environment": p.environment, "promotion": p.id })).await?;
+        } else if !p.automatic && self.promotions().clear_pin(target, &p.environment).await? {
+            self.audit(&Who::nova(), "release.pin.release", target, Outcome::Success, json!({ "environment": p.environment, "promotion": p.id })).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `repository@digest` for `p` into its environment's GitOps repository.
+    async fn write(&self, p: &Promotion, repository: &str) -> Result<gitops::Written, WriteFailure> {
         let env = self.environments.get(&p.environment).ok_or_else(|| WriteFailure::Permanent(format!("environment {} is no longer configured", p.environment)))?;
         let component = EntityRef::parse(&p.component_ref).map_err(|e| WriteFailure::Permanent(e.to_string()))?;
         let g = &env.config.gitops;
@@ -397,7 +447,7 @@ impl Release {
             component.short(),
             env.name,
             p.digest_short(),
-            p.repository,
+            repository,
             p.digest,
             if p.tags.is_empty() { "no tags".to_string() } else { p.tags.join(", ") },
             p.id,
@@ -415,7 +465,7 @@ impl Release {
                 }
                 _ => gitops::WriteTarget::Kustomize { image_name: g.image_name.clone().unwrap_or_else(|| p.repository.clone()) },
             },
-            new_name: p.repository.clone(),
+            new_name: repository.to_string(),
             digest: p.digest.clone(),
             message,
             username: g.username.clone(),
@@ -473,6 +523,11 @@ pub async fn install(config: &crate::config::Config, db: &Db, jobs: &JobQueue, a
     runner.register::<WritePromotion, _, _>(move |job, meta| {
         let r = r.clone();
         async move { r.run_write(job, meta.attempt).await }
+    });
+    let r = release.clone();
+    runner.register::<verify::VerifyPromotion, _, _>(move |job, _| {
+        let r = r.clone();
+        async move { r.run_verify(job).await }
     });
     runner.register::<AutoPromote, _, _>(move |_: AutoPromote, _| {
         let r = release.clone();

@@ -16,8 +16,12 @@ pub enum PromotionState {
     AwaitingApproval,
     /// Approved; waiting for its wait timer, then for the writer.
     Waiting,
+    /// The image is being copied into the environment's repository (release/copy.rs).
+    Copying,
     /// The GitOps write is under way.
     Writing,
+    /// Written; the environment's check has not passed yet (release/verify.rs).
+    Verifying,
     /// Written: the commit holds the artifact's digest.
     Done,
     Failed,
@@ -32,7 +36,9 @@ impl PromotionState {
         match self {
             Self::AwaitingApproval => "awaiting_approval",
             Self::Waiting => "waiting",
+            Self::Copying => "copying",
             Self::Writing => "writing",
+            Self::Verifying => "verifying",
             Self::Done => "done",
             Self::Failed => "failed",
             Self::Rejected => "rejected",
@@ -44,7 +50,9 @@ impl PromotionState {
         Ok(match s {
             "awaiting_approval" => Self::AwaitingApproval,
             "waiting" => Self::Waiting,
+            "copying" => Self::Copying,
             "writing" => Self::Writing,
+            "verifying" => Self::Verifying,
             "done" => Self::Done,
             "failed" => Self::Failed,
             "rejected" => Self::Rejected,
@@ -55,7 +63,7 @@ impl PromotionState {
 
     /// Not finished yet.
     pub fn is_pending(self) -> bool {
-        matches!(self, Self::AwaitingApproval | Self::Waiting | Self::Writing)
+        matches!(self, Self::AwaitingApproval | Self::Waiting | Self::Copying | Self::Writing | Self::Verifying)
     }
 }
 
@@ -91,6 +99,12 @@ pub struct Promotion {
     /// The GitOps commit holding it.
     pub commit_sha: Option<String>,
     pub approvals: Vec<Approval>,
+    /// The repository the GitOps write named: the environment's copy, or the artifact's own.
+    pub deployed_repository: Option<String>,
+    /// While `verifying`: when the check gives up, Unix ms.
+    pub verify_deadline: Option<i64>,
+    /// When the environment's check passed, Unix ms.
+    pub verified_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
@@ -126,7 +140,7 @@ pub struct NewPromotion<'a> {
 }
 
 const SELECT: &str = "SELECT p.id, p.component_ref, p.environment, p.artifact_id, a.repository, a.digest, a.tags, p.requested_by, p.state, p.reason, p.rollback, p.automatic,
-        p.not_before, p.commit_sha, p.created_at, p.updated_at, p.finished_at
+        p.not_before, p.commit_sha, p.created_at, p.updated_at, p.finished_at, p.deployed_repository, p.verify_deadline, p.verified_at
     FROM release_promotions p JOIN release_artifacts a ON a.id = p.artifact_id ";
 
 fn select(rest: &'static str) -> &'static str {
@@ -297,6 +311,73 @@ impl PromotionStore {
     }
 }
 
+/// Copy and verification (release/copy.rs, release/verify.rs).
+impl PromotionStore {
+    /// Records the repository the GitOps write names.
+    pub async fn set_deployed_repository(&self, id: &str, repository: &str) -> Result<(), StorageError> {
+        sqlx::query(self.db.sql("UPDATE release_promotions SET deployed_repository = $1, updated_at = $2 WHERE id = $3")).bind(repository).bind(now_ms()).bind(id).execute(self.db.pool()).await?;
+        Ok(())
+    }
+
+    /// `writing` → `verifying` with the commit and the check's deadline; `false` when it was
+    /// no longer writing.
+    pub async fn start_verifying(&self, id: &str, commit: &str, deadline: i64) -> Result<bool, StorageError> {
+        let n = sqlx::query(self.db.sql(
+            "UPDATE release_promotions SET state = 'verifying', reason = NULL, commit_sha = $1, verify_deadline = $2, updated_at = $3 WHERE id = $4 AND state = 'writing'",
+        ))
+        .bind(commit)
+        .bind(deadline)
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// `verifying` → `done`, verified (and finished) now; `false` when it was no longer verifying.
+    pub async fn verified(&self, id: &str) -> Result<bool, StorageError> {
+        let now = now_ms();
+        let n = sqlx::query(self.db.sql(
+            "UPDATE release_promotions SET state = 'done', reason = NULL, verified_at = $1, updated_at = $1, finished_at = $1 WHERE id = $2 AND state = 'verifying'",
+        ))
+        .bind(now)
+        .bind(id)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Sets the reason of a promotion still in `state` (what a check last saw).
+    pub async fn note(&self, id: &str, state: PromotionState, reason: &str) -> Result<(), StorageError> {
+        sqlx::query(self.db.sql("UPDATE release_promotions SET reason = $1, updated_at = $2 WHERE id = $3 AND state = $4"))
+            .bind(reason)
+            .bind(now_ms())
+            .bind(id)
+            .bind(state.as_str())
+            .execute(self.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// A later promotion of the same component and environment that has been written (or is
+    /// being written) since `p` was requested, if any.
+    pub async fn written_after(&self, p: &Promotion) -> Result<Option<String>, StorageError> {
+        let row = sqlx::query(self.db.sql(
+            "SELECT id FROM release_promotions WHERE component_ref = $1 AND environment = $2 AND id <> $3 AND created_at >= $4
+             AND state IN ('copying', 'writing', 'verifying', 'done') ORDER BY created_at DESC, id DESC LIMIT 1",
+        ))
+        .bind(&p.component_ref)
+        .bind(&p.environment)
+        .bind(&p.id)
+        .bind(p.created_at)
+        .fetch_optional(self.db.pool())
+        .await?;
+        row.map(|r| r.try_get::<String, _>(0)).transpose().map_err(Into::into)
+    }
+}
+
 fn from_row(r: &sqlx::any::AnyRow) -> Result<Promotion, StorageError> {
     let tags: String = r.try_get("tags")?;
     let state: String = r.try_get("state")?;
@@ -316,6 +397,9 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Promotion, StorageError> {
         not_before: r.try_get("not_before")?,
         commit_sha: r.try_get("commit_sha")?,
         approvals: Vec::new(),
+        deployed_repository: r.try_get("deployed_repository")?,
+        verify_deadline: r.try_get("verify_deadline")?,
+        verified_at: r.try_get("verified_at")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         finished_at: r.try_get("finished_at")?,

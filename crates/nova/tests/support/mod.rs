@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod canary;
+pub mod gitops;
 pub mod oidc;
 pub mod registry;
 
@@ -212,6 +213,23 @@ impl TestApp {
     pub async fn delete(&self, path: &str) -> reqwest::Response {
         let token = self.token_for(ADMIN_USER).await;
         self.client.delete(self.url(path)).bearer_auth(token).send().await.expect("request")
+    }
+
+    /// A request as `user` (by API token; anonymous without one) with an optional JSON body:
+    /// the status, the body as text, and the body as JSON (`Null` when it is not JSON).
+    pub async fn call(&self, method: reqwest::Method, path: &str, user: Option<&str>, body: Option<serde_json::Value>) -> (u16, String, serde_json::Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(u) = user {
+            req = req.bearer_auth(self.token_for(u).await);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        (status, text, json)
     }
 
     /// A fresh personal API token for `user` (e.g. `user:default/alex.kim`).

@@ -217,6 +217,14 @@ impl TestRegistry {
         digest
     }
 
+    /// GETs a manifest as the pusher: (status, content type, bytes).
+    pub async fn get_manifest(&self, repository: &str, reference: &str) -> (u16, String, Vec<u8>) {
+        let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+        let r = self.req(reqwest::Method::GET, &format!("{}/v2/{repository}/manifests/{reference}", self.url), repository).header("accept", accept).send().await.unwrap();
+        let content_type = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        (r.status().as_u16(), content_type, r.bytes().await.unwrap().to_vec())
+    }
+
     /// Pushes a single-platform image; answers (manifest bytes, media type, digest, layer bytes).
     pub async fn push_image(&self, repository: &str, tags: &[&str], spec: &ImageSpec) -> PushedImage {
         let config = json!({
@@ -377,7 +385,8 @@ fn sign(key_pem: &[u8], cert_b64: &str, subject: &str, scopes: &[String]) -> Str
     jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(key_pem).expect("issuer key")).expect("token signs")
 }
 
-/// The token issuer: basic auth as the reader grants pull (and only pull) on what is asked.
+/// The token issuer: basic auth as the reader grants pull (and only pull) on what is asked;
+/// as the pusher, everything asked.
 async fn serve_issuer(listener: tokio::net::TcpListener, key: Vec<u8>, cert_b64: String, log: IssuerLog) {
     use axum::extract::{Query, State};
     use axum::http::{HeaderMap, StatusCode};
@@ -397,6 +406,10 @@ async fn serve_issuer(listener: tokio::net::TcpListener, key: Vec<u8>, cert_b64:
             .and_then(|b| String::from_utf8(b).ok());
         let scopes: Vec<String> = q.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
         s.log.lock().unwrap().push((user.as_deref().map(|u| u.split(':').next().unwrap_or("").to_string()).unwrap_or("-".into()), scopes.clone()));
+        if user.as_deref() == Some(&format!("{}:{}", PUSHER.0, PUSHER.1)) {
+            let t = sign(&s.key, &s.cert, PUSHER.0, &scopes);
+            return axum::Json(json!({"token": t, "expires_in": 300})).into_response();
+        }
         if user.as_deref() != Some(&format!("{}:{}", READER.0, READER.1)) {
             return (StatusCode::UNAUTHORIZED, "bad credentials").into_response();
         }

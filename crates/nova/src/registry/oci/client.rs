@@ -1,6 +1,7 @@
 //! The HTTP side of the Distribution API: authentication (anonymous, basic, and the bearer
 //! token challenge flow with scopes), retries with backoff on 429 and 5xx, a cap on every
-//! body read, and blob redirects followed without the registry's credentials.
+//! body read, and blob redirects followed without the registry's credentials. Requests may
+//! carry a body ([`Client::send_body`]), which the write side ([`super::push`]) uses.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -35,6 +36,27 @@ struct Token {
     until: Instant,
 }
 
+/// The password sent with the user name: a reference read when needed, or a value already
+/// resolved (a release environment's push credential from the secret store).
+enum Password {
+    Ref(SecretRef),
+    Value(Sensitive<String>),
+}
+
+/// A request body: its content type, bytes and, for an upload chunk, its `Content-Range`.
+pub struct Payload<'a> {
+    pub content_type: &'a str,
+    pub bytes: bytes::Bytes,
+    pub content_range: Option<String>,
+}
+
+impl<'a> Payload<'a> {
+    /// A body without a range.
+    pub fn new(content_type: &'a str, bytes: bytes::Bytes) -> Self {
+        Self { content_type, bytes, content_range: None }
+    }
+}
+
 /// A response body read within the size cap.
 pub struct Body {
     pub bytes: bytes::Bytes,
@@ -45,7 +67,7 @@ pub struct Body {
 pub struct Client {
     base: url::Url,
     username: Option<String>,
-    password: Option<SecretRef>,
+    password: Option<Password>,
     http: reqwest::Client,
     /// For redirects away from the registry: no credentials, resolver refuses unsafe addresses.
     outside: reqwest::Client,
@@ -74,7 +96,7 @@ impl Client {
         Ok(Self {
             base,
             username: config.username.clone(),
-            password: config.password.clone(),
+            password: config.password.clone().map(Password::Ref),
             http,
             outside,
             allow_loopback,
@@ -84,6 +106,14 @@ impl Client {
             mode: Mutex::new(AuthMode::Anonymous),
             tokens: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The same client authenticating as `username` with `password` instead of the
+    /// configured credentials (a push credential).
+    pub fn with_credentials(mut self, username: String, password: Sensitive<String>) -> Self {
+        self.username = Some(username);
+        self.password = Some(Password::Value(password));
+        self
     }
 
     /// The URL of an API path (`v2/...`) with query pairs.
@@ -106,9 +136,15 @@ impl Client {
     }
 
     /// Sends a request to the registry with authentication, retrying 429/5xx with backoff.
-    /// `scope` is the token scope (`repository:NAME:pull`). Answers with the final response,
-    /// whatever its status, except that 401 after authenticating becomes [`RegistryError::Denied`].
+    /// `scope` is the token scope (`repository:NAME:pull`; several separated by spaces).
+    /// Answers with the final response, whatever its status, except that 401 after
+    /// authenticating becomes [`RegistryError::Denied`].
     pub async fn send(&self, method: Method, url: url::Url, accept: Option<&str>, scope: &str) -> Result<reqwest::Response, RegistryError> {
+        self.send_body(method, url, accept, None, scope).await
+    }
+
+    /// [`Client::send`] with a body (sent again on a retry).
+    pub async fn send_body(&self, method: Method, url: url::Url, accept: Option<&str>, body: Option<&Payload<'_>>, scope: &str) -> Result<reqwest::Response, RegistryError> {
         if !self.same_origin(&url) {
             return Err(RegistryError::Refused(format!("the registry pointed Nova at another origin ({}) for an API call", safe_net::url_for_message(&url))));
         }
@@ -124,6 +160,12 @@ impl Client {
             }
             if let Some(a) = &auth {
                 req = req.header(header::AUTHORIZATION, a.expose().as_str());
+            }
+            if let Some(p) = body {
+                req = req.header(header::CONTENT_TYPE, p.content_type).body(p.bytes.clone());
+                if let Some(range) = &p.content_range {
+                    req = req.header(header::CONTENT_RANGE, range.as_str());
+                }
             }
             let response = match req.send().await {
                 Ok(r) => r,
@@ -181,16 +223,22 @@ impl Client {
         RegistryError::BadResponse(format!("the registry sent a document larger than registry.max_manifest_bytes ({} bytes)", self.max_bytes))
     }
 
-    /// Fetches a blob, following redirects to other hosts (S3, CDNs) without credentials and
-    /// only to safe addresses.
+    /// Fetches a blob within the size cap (see [`Client::blob_response`]).
     pub async fn blob(&self, repository: &str, digest: &str) -> Result<Body, RegistryError> {
+        let response = self.blob_response(repository, digest).await?;
+        self.read(response).await
+    }
+
+    /// Starts fetching a blob, following redirects to other hosts (S3, CDNs) without
+    /// credentials and only to safe addresses; answers the successful response, unread.
+    pub async fn blob_response(&self, repository: &str, digest: &str) -> Result<reqwest::Response, RegistryError> {
         let url = self.url(&format!("v2/{repository}/blobs/{digest}"), &[]);
         let scope = format!("repository:{repository}:pull");
         let mut response = self.send(Method::GET, url, None, &scope).await?;
         for _ in 0..=MAX_REDIRECTS {
             if !response.status().is_redirection() {
                 return match response.status() {
-                    s if s.is_success() => self.read(response).await,
+                    s if s.is_success() => Ok(response),
                     StatusCode::NOT_FOUND => Err(RegistryError::NotFound(format!("blob {digest} does not exist"))),
                     s => Err(RegistryError::BadResponse(format!("blob {digest}: the registry answered {s}"))),
                 };
@@ -230,7 +278,10 @@ impl Client {
     /// The basic-auth header value from the configured credentials, if any.
     fn basic(&self) -> Result<Option<Sensitive<String>>, RegistryError> {
         let (Some(user), Some(password)) = (&self.username, &self.password) else { return Ok(None) };
-        let password = password.resolve().map_err(RegistryError::Config)?;
+        let password = match password {
+            Password::Ref(r) => r.resolve().map_err(RegistryError::Config)?,
+            Password::Value(v) => v.clone(),
+        };
         let raw = format!("{user}:{}", password.expose());
         Ok(Some(Sensitive::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw)))))
     }
@@ -269,8 +320,8 @@ impl Client {
             if let Some(s) = service {
                 q.append_pair("service", s);
             }
-            if !scope.is_empty() {
-                q.append_pair("scope", scope);
+            for s in scope.split(' ').filter(|s| !s.is_empty()) {
+                q.append_pair("scope", s);
             }
         }
         let client = if self.same_origin(&url) { &self.http } else { &self.outside };

@@ -9,7 +9,9 @@
 //! reports attached to images as referrers ([`scan`]); without one an image is "not scanned".
 
 pub mod client;
+pub mod copy;
 pub mod manifest;
+pub mod push;
 pub mod scan;
 
 use std::collections::{HashMap, HashSet};
@@ -41,11 +43,7 @@ pub struct OciRegistry {
 impl OciRegistry {
     /// A registry from its configuration.
     pub fn new(name: &str, config: &OciConfig, settings: &RegistrySettings) -> Result<Self, String> {
-        let host = config.url.host_str().unwrap_or_default();
-        let pull_host = config.pull_host.clone().unwrap_or_else(|| match config.url.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_string(),
-        });
+        let pull_host = config.pull_host();
         Ok(Self {
             name: name.to_string(),
             client: Client::new(config, settings.request_timeout, settings.max_manifest_bytes)?,
