@@ -135,6 +135,11 @@ pub struct BuildsConfig {
     /// Repository URL prefixes cloned from somewhere else, like git's `url.<base>.insteadOf`:
     /// `{ "https://git.example.com/" = "git://127.0.0.1:9418/" }`. The longest match wins.
     pub git_url_rewrites: BTreeMap<String, String>,
+    /// An OpenSSH `known_hosts` file with the host keys of the git servers Nova reaches over
+    /// SSH: a server whose key is not in it, or differs, is refused. Unset: a host key is
+    /// accepted on first use by each git process, which does not protect against a spoofed
+    /// server.
+    pub ssh_known_hosts: Option<PathBuf>,
 }
 
 impl Default for BuildsConfig {
@@ -151,6 +156,7 @@ impl Default for BuildsConfig {
             request_window: Duration::from_secs(60),
             check_credentials: true,
             git_url_rewrites: BTreeMap::new(),
+            ssh_known_hosts: None,
         }
     }
 }
@@ -623,6 +629,11 @@ impl Config {
         }
         if self.builds.builder.trim().is_empty() || self.builds.git.trim().is_empty() {
             return invalid("builds.builder", "builds.builder and builds.git must name an executable");
+        }
+        if let Some(file) = &self.builds.ssh_known_hosts
+            && !file.is_file()
+        {
+            return invalid("builds.ssh_known_hosts", &format!("must name an OpenSSH known_hosts file; {} is not a file", file.display()));
         }
         if self.builds.timeout < Duration::from_secs(10) {
             return invalid("builds.timeout", "must be at least 10s");

@@ -4,8 +4,10 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod canary;
+pub mod client;
 pub mod oidc;
 pub mod registry;
+pub mod sshd;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
