@@ -217,9 +217,9 @@ impl ReadyCache {
 
 fn config_report(config: &Config, source: &str) -> HealthReport {
     if let Some(key) = &config.auth.session_key
-        && let Err(e) = key.load()
+        && let Err(e) = key.resolve_local("auth.session_key")
     {
-        return HealthReport::fail("config", source, format!("auth.session_key: {e}"), format!("make {} hold the session key (at least 32 bytes)", key.describe()));
+        return HealthReport::fail("config", source, e.to_string(), format!("make {key} hold the session key (at least 32 bytes)"));
     }
     let summary = format!(
         "valid: {} registries, {} build backends, {} secret store, {} catalog locations, OIDC {}",
@@ -327,9 +327,9 @@ async fn secret_store_check(config: &SecretsConfig) -> HealthReport {
 async fn oidc_check(config: OidcConfig) -> HealthReport {
     let issuer = config.issuer.clone();
     if let Some(secret) = &config.client_secret
-        && let Err(e) = secret.load()
+        && let Err(e) = secret.resolve_local("auth.oidc.client_secret")
     {
-        return HealthReport::fail("oidc", issuer, format!("auth.oidc.client_secret: {e}"), format!("make {} hold the client secret", secret.describe()));
+        return HealthReport::fail("oidc", issuer, e.to_string(), format!("make {secret} hold the client secret"));
     }
     match crate::auth::Oidc::new(config, None).check().await {
         Ok(keys) => HealthReport::pass("oidc", issuer, format!("discovery read; JWKS has {keys} signing keys")),

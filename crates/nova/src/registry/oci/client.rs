@@ -12,7 +12,8 @@ use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode};
 use tokio::sync::Semaphore;
 
-use crate::registry::config::{OciConfig, SecretRef};
+use crate::registry::config::OciConfig;
+use crate::secrets::SecretRef;
 use crate::registry::provider::RegistryError;
 use crate::registry::safe_net::{self, SafeResolver};
 
@@ -230,7 +231,7 @@ impl Client {
     /// The basic-auth header value from the configured credentials, if any.
     fn basic(&self) -> Result<Option<Sensitive<String>>, RegistryError> {
         let (Some(user), Some(password)) = (&self.username, &self.password) else { return Ok(None) };
-        let password = password.resolve().map_err(RegistryError::Config)?;
+        let password = password.resolve_local("the registry password").map_err(|e| RegistryError::Config(e.to_string()))?;
         let raw = format!("{user}:{}", password.expose());
         Ok(Some(Sensitive::new(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw)))))
     }
