@@ -362,6 +362,7 @@ impl Release {
         match self.write(&p).await {
             Ok(written) => {
                 self.promotions().transition(&p.id, PromotionState::Writing, PromotionState::Done, None, Some(&written.commit)).await.map_err(|e| e.to_string())?;
+                crate::telemetry::promotion_finished(&p.environment, "done");
                 let target = p.component_ref.as_str();
                 self.audit(&Who::nova(), "release.promotion.done", target, Outcome::Success, json!({ "promotion": p.id, "environment": p.environment, "digest": p.digest, "commit": written.commit, "changed": written.changed }))
                     .await
@@ -377,6 +378,7 @@ impl Release {
             Err(WriteFailure::Transient(reason)) if attempt < self.max_attempts => Err(reason),
             Err(WriteFailure::Transient(reason) | WriteFailure::Permanent(reason)) => {
                 self.promotions().transition(&p.id, PromotionState::Writing, PromotionState::Failed, Some(&reason), None).await.map_err(|e| e.to_string())?;
+                crate::telemetry::promotion_finished(&p.environment, "failed");
                 self.audit(&Who::nova(), "release.promotion.failed", &p.component_ref, Outcome::Failure, json!({ "promotion": p.id, "reason": reason })).await.map_err(e)?;
                 Ok(JobOutcome::Done)
             }
