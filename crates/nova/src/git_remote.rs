@@ -73,13 +73,15 @@ impl GitRemote {
             return check;
         }
         check.readable = true;
-        check.read_only = self.push_refused(url, credential).await.ok();
+        check.read_only = self.push_refused(url, Some(credential)).await.ok();
         check
     }
 
-    /// `git ls-remote` of `url` with `credential`, for the doctor: the number of refs.
-    pub async fn count_refs(&self, url: &str, credential: Option<&TeamCredential>) -> Result<usize, RemoteError> {
-        Ok(self.ls_remote(url, credential, &[]).await?.lines().count())
+    /// Whether the server would accept a push to `url` with `credential` (a dry run to a new
+    /// branch; see [`GitRemote::check_access`] for what a dry run can tell): the GitOps
+    /// writer's check.
+    pub async fn accepts_push(&self, url: &str, credential: Option<&TeamCredential>) -> Result<bool, RemoteError> {
+        self.push_refused(url, credential).await.map(|refused| !refused)
     }
 
     async fn ls_remote(&self, url: &str, credential: Option<&TeamCredential>, patterns: &[&str]) -> Result<String, RemoteError> {
@@ -94,7 +96,7 @@ impl GitRemote {
     /// refuses `git-receive-pack` to this user; SSH: the key may not start
     /// `git-receive-pack`, as with read-only deploy keys); hooks and branch protections are
     /// never reached.
-    async fn push_refused(&self, url: &str, credential: &TeamCredential) -> Result<bool, RemoteError> {
+    async fn push_refused(&self, url: &str, credential: Option<&TeamCredential>) -> Result<bool, RemoteError> {
         let dir = tempfile::tempdir().map_err(|e| RemoteError(format!("cannot make a scratch repository: {e}")))?;
         for args in [&["init", "--quiet"][..], &["-c", "user.name=nova", "-c", "user.email=nova@localhost", "commit", "--quiet", "--allow-empty", "-m", "nova read-only check"]] {
             let mut cmd = self.command();
@@ -103,7 +105,7 @@ impl GitRemote {
         }
         let mut cmd = self.command();
         cmd.arg("-C").arg(dir.path()).args(["push", "--dry-run", "--quiet", "--"]).arg(url).arg("HEAD:refs/heads/nova-read-only-check");
-        Ok(self.run(cmd, Some(credential), "git push --dry-run").await.is_err())
+        Ok(self.run(cmd, credential, "git push --dry-run").await.is_err())
     }
 
     /// Runs `cmd` with the credential, within [`TIMEOUT`]; a failure is git's last line of
