@@ -128,8 +128,9 @@ impl TeamCredential {
     /// and environment variables of that child only; an `ssh-key` as a 0600 file in a private
     /// temporary directory with `GIT_SSH_COMMAND` (`IdentitiesOnly=yes`, batch mode, no
     /// ssh_config or agent of the machine; host keys pinned to `known_hosts` when given, else
-    /// accepted on first use into a file that dies with the directory). Never in a URL or argv. Git never prompts
-    /// (`GIT_TERMINAL_PROMPT=0`). A `registry` credential is not for git and is refused.
+    /// accepted on first use into a file that dies with the directory). Never in a URL or
+    /// argv. Git never prompts (`GIT_TERMINAL_PROMPT=0`). A `registry` credential is not for
+    /// git and is refused.
     pub fn materialise(&self, cmd: &mut crate::process::Command, known_hosts: Option<&std::path::Path>) -> Result<Materialised, CredentialError> {
         let dir = private_dir()?;
         let write = |name: &str, text: &str, mode: u32| write_private(&dir, name, text, mode);
