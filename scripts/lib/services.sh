@@ -144,3 +144,120 @@ start_git_http() {
   export NOVA_TEST_GIT_HTTP_PASSWORD="$password"
   echo "services: git over HTTP on 127.0.0.1:$port"
 }
+
+# A git server over SSH (Debian's openssh-server): sshd on a free loopback port, with its own
+# host key, letting in only the user `git`, whose shell is git-shell. Two client keys are
+# authorised: NOVA_TEST_SSHD_KEY is read-only (a forced command lets it fetch and refuses
+# git-receive-pack, as read-only deploy keys do) and NOVA_TEST_SSHD_RW_KEY may push. Tests
+# create bare repositories under NOVA_TEST_SSHD_ROOT and reach them as
+# ssh://git@127.0.0.1:NOVA_TEST_SSHD_PORT/<root>/<repo>.git, or scp-like as
+# git@NOVA_TEST_SSHD_SCP_HOST:<root>/<repo>.git (the same server on port 22 of a random
+# loopback address, since scp-like URLs cannot name a port). NOVA_TEST_SSHD_KNOWN_HOSTS is a
+# known_hosts file pinning the host key on both addresses; NOVA_TEST_SSHD_AGENT an ssh-agent
+# socket holding the read-write key. Needs root (sshd switches to the git
+# user, which is created here with password field `*`: no password, not locked).
+start_sshd() {
+  local sshd=/usr/sbin/sshd shell
+  shell=$(command -v git-shell || true)
+  if [ ! -x "$sshd" ] || [ -z "$shell" ]; then
+    echo "services: sshd or git-shell not installed (apt-get install openssh-server git); SSH credential tests will skip" >&2
+    return 0
+  fi
+  if [ "$(id -u)" != 0 ]; then
+    echo "services: sshd needs root (it switches to the git user); SSH credential tests will skip" >&2
+    return 0
+  fi
+  if ! getent passwd git >/dev/null; then
+    useradd --system --create-home --home-dir /var/lib/nova-test-git --shell "$shell" --password '*' git 2>/dev/null ||
+      getent passwd git >/dev/null || { echo "services: cannot create the git user" >&2; return 1; }
+  fi
+  local home user_shell
+  home=$(getent passwd git | cut -d: -f6)
+  user_shell=$(getent passwd git | cut -d: -f7)
+  if [ "$(basename "$user_shell")" != git-shell ]; then
+    echo "services: the user git exists with shell $user_shell, not git-shell; SSH credential tests will skip" >&2
+    return 0
+  fi
+  # git-shell runs only git's own commands and those in ~/git-shell-commands: the forced
+  # command of the read-only key lives there.
+  mkdir -p "$home/git-shell-commands" /run/sshd
+  chmod 0755 "$home" "$home/git-shell-commands" /run/sshd
+  local script="$home/git-shell-commands/nova-read-only"
+  cat >"$script.$$" <<SCRIPT
+#!/bin/sh
+# Nova's test git server: this key may fetch, never push.
+case "\$SSH_ORIGINAL_COMMAND" in
+  "git-upload-pack "*|"git-upload-archive "*) exec "$shell" -c "\$SSH_ORIGINAL_COMMAND" ;;
+esac
+echo "nova test server: this key is read-only" >&2
+exit 1
+SCRIPT
+  chmod 0755 "$script.$$" && mv -f "$script.$$" "$script"
+
+  local dir="$SERVICES_DIR/sshd" port scp_host
+  port=$(free_port)
+  scp_host="127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1))"
+  mkdir -p "$dir/repos"
+  chmod 0755 "$dir" "$dir/repos"
+  ssh-keygen -q -t ed25519 -N '' -C nova-test-host -f "$dir/host_key"
+  ssh-keygen -q -t ed25519 -N '' -C nova-test-read-only -f "$dir/client_ro"
+  ssh-keygen -q -t ed25519 -N '' -C nova-test-read-write -f "$dir/client_rw"
+  {
+    echo "command=\"nova-read-only\",restrict $(cat "$dir/client_ro.pub")"
+    echo "restrict $(cat "$dir/client_rw.pub")"
+  } >"$dir/authorized_keys"
+  chmod 0644 "$dir/authorized_keys"
+  local listen
+  for listen in "127.0.0.1:$port $scp_host:22" "127.0.0.1:$port"; do
+    {
+      for a in $listen; do echo "ListenAddress $a"; done
+      cat <<CONF
+HostKey $dir/host_key
+PidFile $dir/sshd.pid
+AuthorizedKeysFile $dir/authorized_keys
+StrictModes no
+UsePAM no
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin no
+AllowUsers git
+# Test repositories belong to root: let the git user read them.
+SetEnv GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=safe.directory GIT_CONFIG_VALUE_0=*
+LogLevel VERBOSE
+CONF
+    } >"$dir/sshd_config"
+    "$sshd" -D -e -f "$dir/sshd_config" >"$dir/log" 2>&1 &
+    local pid=$! i up=
+    for i in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && { up=1; break; }
+      sleep 0.1
+    done
+    if [ -n "$up" ]; then
+      CLEANUP+=("kill $pid")
+      break
+    fi
+    kill "$pid" 2>/dev/null || true
+    case "$listen" in *" "*) scp_host= ;; *) echo "services: sshd did not start" >&2; cat "$dir/log" >&2; return 1 ;; esac
+  done
+  # An SSH agent holding the read-write key, for tests that check Nova never lets git use an
+  # agent of the machine (SSH_AUTH_SOCK) instead of the team's key.
+  ssh-agent -D -a "$dir/agent.sock" >"$dir/agent.log" 2>&1 &
+  CLEANUP+=("kill $!")
+  for i in $(seq 1 50); do [ -S "$dir/agent.sock" ] && break; sleep 0.1; done
+  SSH_AUTH_SOCK="$dir/agent.sock" ssh-add -q "$dir/client_rw" 2>/dev/null ||
+    { echo "services: cannot load a key into the test SSH agent" >&2; cat "$dir/agent.log" >&2; return 1; }
+  local host_key
+  host_key=$(cut -d' ' -f1,2 "$dir/host_key.pub")
+  echo "[127.0.0.1]:$port $host_key" >"$dir/known_hosts"
+  [ -n "$scp_host" ] && echo "$scp_host $host_key" >>"$dir/known_hosts"
+  export NOVA_TEST_SSHD_PORT="$port" NOVA_TEST_SSHD_ROOT="$dir/repos" NOVA_TEST_SSHD_KNOWN_HOSTS="$dir/known_hosts"
+  export NOVA_TEST_SSHD_KEY="$dir/client_ro" NOVA_TEST_SSHD_RW_KEY="$dir/client_rw" NOVA_TEST_SSHD_AGENT="$dir/agent.sock"
+  if [ -n "$scp_host" ]; then
+    export NOVA_TEST_SSHD_SCP_HOST="$scp_host"
+    echo "services: git over SSH on 127.0.0.1:$port and $scp_host:22"
+  else
+    echo "services: git over SSH on 127.0.0.1:$port (port 22 of a loopback address was taken: scp-like URL tests will skip)" >&2
+  fi
+}

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::secrets::SecretRef;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -135,6 +137,11 @@ pub struct BuildsConfig {
     /// Repository URL prefixes cloned from somewhere else, like git's `url.<base>.insteadOf`:
     /// `{ "https://git.example.com/" = "git://127.0.0.1:9418/" }`. The longest match wins.
     pub git_url_rewrites: BTreeMap<String, String>,
+    /// An OpenSSH `known_hosts` file with the host keys of the git servers Nova reaches over
+    /// SSH: a server whose key is not in it, or differs, is refused. Unset: a host key is
+    /// accepted on first use by each git process, which does not protect against a spoofed
+    /// server.
+    pub ssh_known_hosts: Option<PathBuf>,
 }
 
 impl Default for BuildsConfig {
@@ -151,6 +158,7 @@ impl Default for BuildsConfig {
             request_window: Duration::from_secs(60),
             check_credentials: true,
             git_url_rewrites: BTreeMap::new(),
+            ssh_known_hosts: None,
         }
     }
 }
@@ -369,74 +377,6 @@ pub struct RemoteCredential {
     pub secret: SecretRef,
 }
 
-/// A reference to a secret held outside the configuration: `{ env = "NAME" }` or
-/// `{ file = "/run/secrets/name" }`. Read with [`SecretRef::load`] when it is needed. A plain
-/// string is refused without being echoed, since it is probably the secret itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretRef {
-    /// An environment variable of the Nova process.
-    Env(String),
-    /// A file; surrounding whitespace is removed.
-    File(PathBuf),
-}
-
-impl<'de> Deserialize<'de> for SecretRef {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = SecretRef;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a secret reference: { env = \"NAME\" } or { file = \"PATH\" }")
-            }
-            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SecretRef, E> {
-                Err(E::custom("secrets are not written inline; use { env = \"NAME\" } or { file = \"PATH\" }"))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<SecretRef, A::Error> {
-                use serde::de::Error;
-                let mut found = None;
-                while let Some(key) = map.next_key::<String>()? {
-                    let value: String = map.next_value()?;
-                    if found.is_some() {
-                        return Err(A::Error::custom("name exactly one of env or file"));
-                    }
-                    found = Some(match key.as_str() {
-                        "env" => SecretRef::Env(value),
-                        "file" => SecretRef::File(PathBuf::from(value)),
-                        other => return Err(A::Error::custom(format!("unknown key {other:?}; expected env or file"))),
-                    });
-                }
-                found.ok_or_else(|| A::Error::custom("name one of env or file"))
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
-}
-
-impl SecretRef {
-    /// Reads the secret. The error names the reference, never the value.
-    pub fn load(&self) -> Result<nova_domain::Sensitive<String>, String> {
-        let value = match self {
-            Self::Env(name) => std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?,
-            Self::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?
-                .trim()
-                .to_string(),
-        };
-        if value.is_empty() {
-            return Err(format!("the secret in {} is empty", self.describe()));
-        }
-        Ok(nova_domain::Sensitive::new(value))
-    }
-
-    /// Where the secret comes from, for messages.
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Env(name) => format!("environment variable {name}"),
-            Self::File(path) => format!("file {}", path.display()),
-        }
-    }
-}
-
 impl Default for CatalogConfig {
     fn default() -> Self {
         Self {
@@ -604,6 +544,29 @@ impl Config {
         Ok(table)
     }
 
+    /// The secret references read where the secret store is not at hand (at start, or by a
+    /// client of their own), with their keys: these must be `env` or `file`.
+    fn local_secret_refs(&self) -> Vec<(String, &SecretRef)> {
+        use crate::builds::backend::BuildBackendConfig;
+        let mut refs: Vec<(String, &SecretRef)> = Vec::new();
+        refs.extend(self.auth.session_key.iter().map(|r| ("auth.session_key".to_string(), r)));
+        refs.extend(self.auth.oidc.iter().filter_map(|o| o.client_secret.as_ref()).map(|r| ("auth.oidc.client_secret".to_string(), r)));
+        refs.extend(self.catalog.credentials.iter().enumerate().map(|(i, c)| (format!("catalog.credentials[{i}].secret"), &c.secret)));
+        for (name, def) in &self.registries {
+            if let crate::registry::RegistryDef::Oci(c) = def {
+                refs.extend(c.password.iter().map(|r| (format!("registries.{name}.password"), r)));
+            }
+        }
+        for (name, backend) in &self.build_backends {
+            let token = match backend {
+                BuildBackendConfig::Jenkins(c) => &c.token,
+                BuildBackendConfig::GithubActions(c) => &c.token,
+            };
+            refs.push((format!("build_backends.{name}.token"), token));
+        }
+        refs
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: &str| Err(ConfigError::Invalid { key: key.into(), message: message.into() });
         if self.jobs.workers == 0 {
@@ -624,6 +587,11 @@ impl Config {
         if self.builds.builder.trim().is_empty() || self.builds.git.trim().is_empty() {
             return invalid("builds.builder", "builds.builder and builds.git must name an executable");
         }
+        if let Some(file) = &self.builds.ssh_known_hosts
+            && !file.is_file()
+        {
+            return invalid("builds.ssh_known_hosts", &format!("must name an OpenSSH known_hosts file; {} is not a file", file.display()));
+        }
         if self.builds.timeout < Duration::from_secs(10) {
             return invalid("builds.timeout", "must be at least 10s");
         }
@@ -643,6 +611,9 @@ impl Config {
             return invalid("database.url", "must start with sqlite:// or postgres://");
         }
         self.secrets.validate().map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        for (key, reference) in self.local_secret_refs() {
+            reference.check_local(&key).map_err(|e| ConfigError::Invalid { key, message: format!("{}: {}", e.reference, e.problem) })?;
+        }
         crate::registry::config::validate(&self.registry, &self.registries).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         crate::release::Environments::from_config(&self.environments).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         crate::release::copy::check(&self.environments, &self.registries).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
@@ -736,8 +707,11 @@ mod tests {
         writeln!(f, "[auth]\nsession_key = {{ env = \"NOVA_TEST_KEY_UNSET\" }}\n[[catalog.credentials]]\nurl_prefix = \"https://git.example.com/\"\nsecret = {{ file = \"/nonexistent\" }}").unwrap();
         let c = Config::load(Some(f.path()), env(&[])).unwrap();
         assert_eq!(c.auth.session_key, Some(SecretRef::Env("NOVA_TEST_KEY_UNSET".into())));
-        assert!(c.auth.session_key.unwrap().load().unwrap_err().contains("NOVA_TEST_KEY_UNSET"));
-        assert!(c.catalog.credentials[0].secret.load().unwrap_err().contains("/nonexistent"));
+        assert!(c.auth.session_key.unwrap().resolve_local("auth.session_key").unwrap_err().to_string().contains("NOVA_TEST_KEY_UNSET"));
+        assert!(c.catalog.credentials[0].secret.resolve_local("catalog.credentials[0].secret").unwrap_err().to_string().contains("/nonexistent"));
+        // A setting read without the secret store cannot name it: refused when loading.
+        let e = Config::load(None, env(&[("NOVA_AUTH__SESSION_KEY", "{ store = \"auth/key\" }")])).unwrap_err().to_string();
+        assert!(e.contains("auth.session_key") && e.contains("cannot come from the secret store"), "{e}");
         // An inline secret is not a reference and is refused.
         let e = Config::load(None, env(&[("NOVA_AUTH__SESSION_KEY", "\"hunter2hunter2\"")])).unwrap_err().to_string();
         assert!(e.contains("auth.session_key") && !e.contains("hunter2"), "{e}");

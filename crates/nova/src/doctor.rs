@@ -1,7 +1,8 @@
 //! `nova doctor` and the integration detail of `/ready`: every configured integration checked
 //! with a real, cheap call — the database and its migrations, each registry, each build
 //! backend (on the jobs the catalog names), the secret store (a probe secret written, read and
-//! deleted), the OIDC issuer, each catalog location. Checks run concurrently, each within a
+//! deleted), the OIDC issuer, each environment's GitOps repository (read, and a dry-run push
+//! accepted, with its credential), each catalog location. Checks run concurrently, each within a
 //! time limit, and answer with [`HealthReport`]s: what was checked, pass/warn/fail, why, and
 //! the fix. No report holds a secret: checks name references (`environment variable X`),
 //! never values, and database URLs are shown without their password.
@@ -20,7 +21,10 @@ use crate::catalog::location::{LocationRead, LocationSpec, ReadContext, ReadLimi
 use crate::catalog::RemoteContext;
 use crate::config::{Config, OidcConfig};
 use crate::health::{HealthReport, HealthStatus};
-use crate::secrets::SecretsConfig;
+use crate::git_remote::GitRemote;
+use crate::release::config::GitOpsTarget;
+use crate::secrets::credentials::{CredentialKind, TeamCredential};
+use crate::secrets::{SecretStore, SecretsConfig};
 use crate::storage::{Backend, Db};
 
 /// How many jobs or workflows of one build backend are checked; the rest are counted.
@@ -165,6 +169,11 @@ pub fn checks_for(config: &Config, source: &str, base: &Path) -> Vec<Check> {
         let oidc = oidc.clone();
         checks.push(Check::one("oidc", oidc.issuer.clone(), async move { oidc_check(oidc).await }));
     }
+    let store = {
+        let secrets = config.secrets.clone();
+        async move { doctor_store(&secrets).await }.boxed().shared()
+    };
+    gitops_checks(&mut checks, config, move || store.clone());
     checks.push(Check::many("catalog", "catalog.locations", async move { location_reports(&reads.await) }));
     checks
 }
@@ -190,7 +199,60 @@ pub fn checks_for_app(state: &crate::http::AppState) -> Vec<Check> {
         let oidc = oidc.clone();
         checks.push(Check::one("oidc", oidc.issuer.clone(), async move { oidc_check(oidc).await }));
     }
+    let store = state.secrets.clone();
+    gitops_checks(&mut checks, &state.config, move || std::future::ready(Ok(store.clone())));
     checks
+}
+
+/// One check per `[environments.<name>]`: its GitOps repository read with the configured
+/// credential (`git ls-remote`: the branch exists) and a dry-run push to a new branch that
+/// the server accepts — what every promotion there needs. `store` gives the secret store for
+/// `store` credential references.
+fn gitops_checks<S>(checks: &mut Vec<Check>, config: &Config, store: impl Fn() -> S)
+where
+    S: Future<Output = Result<Arc<dyn SecretStore>, String>> + Send + 'static,
+{
+    let git = GitRemote::new(&config.builds);
+    for (name, env) in &config.environments {
+        let (name, target, git, store) = (name.clone(), env.gitops.clone(), git.clone(), store());
+        checks.push(Check::one("gitops", format!("{name}: {} {}", target.repository, target.branch), async move { gitops_check(&name, &target, &git, store).await }));
+    }
+}
+
+async fn gitops_check(env: &str, target: &GitOpsTarget, git: &GitRemote, store: impl Future<Output = Result<Arc<dyn SecretStore>, String>>) -> HealthReport {
+    let shown = format!("{env}: {} {}", target.repository, target.branch);
+    let key = format!("environments.{env}.gitops.credential");
+    let fail = |reason: String, fix: String| HealthReport::fail("gitops", shown.clone(), reason, fix);
+    let credential = match &target.credential {
+        None => None,
+        Some(r) => {
+            let secret = match r {
+                r if r.is_store() => match store.await {
+                    Ok(store) => r.resolve(&key, store.as_ref()).await,
+                    Err(e) => return fail(format!("{key}: {r}: {e}"), "fix [secrets] first (its own check says how)".into()),
+                },
+                r => r.resolve_local(&key),
+            };
+            match secret {
+                Ok(s) => Some(TeamCredential::unregistered(CredentialKind::HttpsToken, vec![target.repository.clone()], Some(target.username.clone()), s)),
+                Err(e) => return fail(e.to_string(), format!("make {r} hold the write credential")),
+            }
+        }
+    };
+    let reach = format!("check environments.{env}.gitops.repository, that this host can reach it, and the credential (gitops.username and {key})");
+    let commit = match git.resolve(&target.repository, &target.branch, credential.as_ref()).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return fail(format!("the repository answers but has no branch {}", target.branch), format!("create the branch, or fix environments.{env}.gitops.branch")),
+        Err(e) => return fail(e.0, reach),
+    };
+    match git.accepts_push(&target.repository, credential.as_ref()).await {
+        Ok(true) => HealthReport::pass("gitops", shown, format!("branch {} is at {}; a dry-run push is accepted", target.branch, &commit[..commit.len().min(12)])),
+        Ok(false) => fail(
+            format!("branch {} is readable, but the server refuses a push with this credential (dry run)", target.branch),
+            format!("give {key} write access to the repository: promotions to {env} push a commit there"),
+        ),
+        Err(e) => fail(e.0, reach),
+    }
 }
 
 /// The last `/ready` detail, kept briefly so that `/ready` stays cheap however often it is
@@ -217,9 +279,9 @@ impl ReadyCache {
 
 fn config_report(config: &Config, source: &str) -> HealthReport {
     if let Some(key) = &config.auth.session_key
-        && let Err(e) = key.load()
+        && let Err(e) = key.resolve_local("auth.session_key")
     {
-        return HealthReport::fail("config", source, format!("auth.session_key: {e}"), format!("make {} hold the session key (at least 32 bytes)", key.describe()));
+        return HealthReport::fail("config", source, e.to_string(), format!("make {key} hold the session key (at least 32 bytes)"));
     }
     let summary = format!(
         "valid: {} registries, {} build backends, {} secret store, {} catalog locations, OIDC {}",
@@ -318,18 +380,29 @@ async fn secret_store_check(config: &SecretsConfig) -> HealthReport {
     {
         return HealthReport::warn(kind, f.path.display().to_string(), "no secret store file yet", "start nova serve once (it creates the store and its key), or fix secrets.path");
     }
-    match crate::secrets::open(config).await {
+    match doctor_store(config).await {
         Ok(store) => store.health_check().await,
-        Err(e) => HealthReport::fail(kind, "secrets", format!("cannot open the store: {e}"), "fix [secrets] as the message says (docs/SECRETS.md)"),
+        Err(e) => HealthReport::fail(kind, "secrets", e, "fix [secrets] as the message says (docs/CREDENTIALS.md)"),
     }
+}
+
+/// The configured secret store as the doctor may open it: a file store that does not exist
+/// yet is not created.
+async fn doctor_store(config: &SecretsConfig) -> Result<Arc<dyn SecretStore>, String> {
+    if let SecretsConfig::File(f) = config
+        && !f.path.exists()
+    {
+        return Err(format!("no secret store file at {} yet", f.path.display()));
+    }
+    crate::secrets::open(config).await.map_err(|e| format!("cannot open the store: {e}"))
 }
 
 async fn oidc_check(config: OidcConfig) -> HealthReport {
     let issuer = config.issuer.clone();
     if let Some(secret) = &config.client_secret
-        && let Err(e) = secret.load()
+        && let Err(e) = secret.resolve_local("auth.oidc.client_secret")
     {
-        return HealthReport::fail("oidc", issuer, format!("auth.oidc.client_secret: {e}"), format!("make {} hold the client secret", secret.describe()));
+        return HealthReport::fail("oidc", issuer, e.to_string(), format!("make {secret} hold the client secret"));
     }
     match crate::auth::Oidc::new(config, None).check().await {
         Ok(keys) => HealthReport::pass("oidc", issuer, format!("discovery read; JWKS has {keys} signing keys")),

@@ -50,6 +50,12 @@ impl Command {
         self
     }
 
+    /// Removes an environment variable from the child's environment.
+    pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Self {
+        self.inner.env_remove(key);
+        self
+    }
+
     /// Starts the child with an empty environment (plus what [`Command::env`] sets).
     pub fn env_clear(&mut self) -> &mut Self {
         self.inner.env_clear();

@@ -7,7 +7,7 @@
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
@@ -43,13 +43,20 @@ pub fn init_logging(config: &LogConfig, target: LogTarget) {
     drop(result); // already installed (tests, or a second call)
 }
 
-/// The process-wide Prometheus recorder.
+/// Counts a promotion that reached its end, by environment and outcome (`done`, `failed`):
+/// `nova_promotions_total`.
+pub fn promotion_finished(environment: &str, outcome: &'static str) {
+    metrics::counter!("nova_promotions_total", "environment" => environment.to_string(), "outcome" => outcome).increment(1);
+}
+
+/// The process-wide Prometheus recorder. Every metric is listed in docs/METRICS.md.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("nova_build_duration_seconds".into()), &[5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0]))
                 .expect("static buckets are valid")
                 .build_recorder();
             let handle = recorder.handle();

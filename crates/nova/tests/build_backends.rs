@@ -260,7 +260,7 @@ async fn jenkins_refusals_are_clear() {
     let e = jenkins(&d, "nova", &token, "").start(&spec("payments/old-build")).await.unwrap_err();
     assert!(matches!(&e, BackendError::Rejected(m) if m.contains("NOVA_BUILD_ID, GIT_REF, COMMIT")), "{e}");
     let e = backend(&format!("type = \"jenkins\"\nurl = \"{}\"\nuser = \"nova\"\ntoken = {{ env = \"NOVA_TEST_UNSET_JENKINS_TOKEN\" }}", d.url)).start(&spec(JOB)).await.unwrap_err();
-    assert!(matches!(&e, BackendError::Unauthorized(m) if m.contains("environment variable NOVA_TEST_UNSET_JENKINS_TOKEN is not set")), "{e}");
+    assert!(matches!(&e, BackendError::Unauthorized(m) if m.contains("env NOVA_TEST_UNSET_JENKINS_TOKEN: the environment variable is not set")), "{e}");
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let e = backend(&format!("type = \"jenkins\"\nurl = \"http://{closed}/\"\nuser = \"nova\"\ntoken = {}", token.reference())).start(&spec(JOB)).await.unwrap_err();
     assert!(matches!(&e, BackendError::Unavailable(m) if m.contains("cannot reach Jenkins")) && e.is_transient(), "{e}");

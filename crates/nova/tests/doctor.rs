@@ -1,7 +1,7 @@
 //! `nova doctor` as an operator runs it, against the real components scripts/test starts
-//! (PostgreSQL, OpenBao, a CNCF distribution registry), an OIDC issuer served here (discovery
-//! and JWKS documents), the Jenkins test double (tests/support/jenkins_double.rs) and catalog
-//! files: everything up passes and exits 0; each component down fails with a reason naming
+//! (PostgreSQL, OpenBao, a CNCF distribution registry, the git server over HTTP holding an
+//! environment's GitOps repository), an OIDC issuer served here (discovery and JWKS
+//! documents), the Jenkins test double (tests/support/jenkins_double.rs) and catalog files: everything up passes and exits 0; each component down fails with a reason naming
 //! it and exits 1; secrets (a database password, a registry password, a Vault token) never
 //! appear in the output. Also the admin detail of `/ready`.
 
@@ -80,12 +80,22 @@ struct Setup {
     issuer: String,
     jenkins: JenkinsDouble,
     locations: Vec<&'static str>,
+    /// `[environments.<name>]` and their GitOps repository URLs.
+    environments: Vec<(&'static str, String)>,
+    /// The git server's password, the environments' write credential.
+    git_password: Canary,
+    /// The git server's repository root, and its URL.
+    git_root: std::path::PathBuf,
+    git_url: String,
 }
 
 impl Setup {
     async fn start(canary: &Canary) -> Option<Self> {
         require_postgres()?;
         require("OpenBao", std::env::var("NOVA_TEST_VAULT_ADDR").ok(), "run the tests through scripts/test, which starts `bao server -dev`")?;
+        let git_url = require("git HTTP server", std::env::var("NOVA_TEST_GIT_HTTP_URL").ok(), "scripts/test starts it with start_git_http")?;
+        let git_root = std::path::PathBuf::from(std::env::var("NOVA_TEST_GIT_HTTP_ROOT").expect("set with the URL"));
+        let git_password = Canary::of(&std::env::var("NOVA_TEST_GIT_HTTP_PASSWORD").expect("set with the URL"));
         let registry = TestRegistry::start(Auth::Basic).await?;
         let dir = tempfile::tempdir().unwrap();
         let url = fresh_database(Backend::Postgres, dir.path()).await;
@@ -106,12 +116,43 @@ impl Setup {
             ),
         );
         let issuer = oidc_issuer().await;
-        Some(Self { dir, registry, database_url, issuer, jenkins, locations: vec!["catalog"] })
+        let mut s = Self { dir, registry, database_url, issuer, jenkins, locations: vec!["catalog"], environments: Vec::new(), git_password, git_root, git_url };
+        let dev = s.gitops_repository("private");
+        s.environments.push(("dev", dev));
+        Some(s)
+    }
+
+    /// A new GitOps repository (one commit on `main`) under `dir` of the git server (pushes
+    /// with the password are accepted under `private/`, refused elsewhere); answers its URL.
+    fn gitops_repository(&self, dir: &str) -> String {
+        let name = format!("{dir}/doctor-gitops-{}.git", uuid::Uuid::new_v4().simple());
+        let work = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let out = Command::new("git").arg("-C").arg(work.path()).args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]).args(args).output().unwrap();
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        git(&["init", "--quiet"]);
+        git(&["commit", "--quiet", "--allow-empty", "-m", "first"]);
+        let bare = self.git_root.join(&name);
+        std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
+        git(&["clone", "--quiet", "--bare", ".", bare.to_str().unwrap()]);
+        format!("{}/{name}", self.git_url)
     }
 
     /// Writes nova.toml; the catalog is named relative to it.
     fn config(&self) -> std::path::PathBuf {
         let locations = self.locations.iter().map(|l| format!("{l:?}")).collect::<Vec<_>>().join(", ");
+        let environments: String = self
+            .environments
+            .iter()
+            .enumerate()
+            .map(|(i, (name, url))| {
+                format!(
+                    "[environments.{name}]\norder = {}\n[environments.{name}.gitops]\nrepository = \"{url}\"\npath = \"apps/{name}.yaml\"\nusername = \"nova-test\"\ncredential = {{ env = \"DOCTOR_GIT_PASSWORD\" }}\n",
+                    i + 1
+                )
+            })
+            .collect();
         write_file(
             self.dir.path(),
             "nova.toml",
@@ -149,7 +190,8 @@ token = {{ env = "DOCTOR_JENKINS_TOKEN" }}
 
 [catalog]
 locations = [{locations}]
-"#,
+
+{environments}"#,
                 url = self.database_url,
                 issuer = self.issuer,
                 vault = std::env::var("NOVA_TEST_VAULT_ADDR").unwrap(),
@@ -163,14 +205,21 @@ locations = [{locations}]
     }
 }
 
-fn env_for(vault_token: &str) -> Vec<(&'static str, String)> {
-    vec![("DOCTOR_SESSION_KEY", "0123456789abcdef0123456789abcdef-session".into()), ("DOCTOR_VAULT_TOKEN", vault_token.into()), ("DOCTOR_JENKINS_TOKEN", "jenkins-token".into())]
+fn env_for(vault_token: &str, s: &Setup) -> Vec<(&'static str, String)> {
+    vec![
+        ("DOCTOR_SESSION_KEY", "0123456789abcdef0123456789abcdef-session".into()),
+        ("DOCTOR_VAULT_TOKEN", vault_token.into()),
+        ("DOCTOR_JENKINS_TOKEN", "jenkins-token".into()),
+        ("DOCTOR_GIT_PASSWORD", s.git_password.value().into()),
+    ]
 }
 
-fn assert_no_canary(canary: &Canary, out: &Output) {
-    let mut check = canary.check();
-    check.bytes("stdout", &out.stdout).bytes("stderr", &out.stderr);
-    check.assert_clean();
+fn assert_no_canary(canaries: &[&Canary], out: &Output) {
+    for canary in canaries {
+        let mut check = canary.check();
+        check.bytes("stdout", &out.stdout).bytes("stderr", &out.stderr);
+        check.assert_clean();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,7 +228,7 @@ async fn everything_up_passes_in_json_and_as_a_table() {
     let Some(s) = Setup::start(&canary).await else { return };
     let config = s.config();
     let root = std::env::var("NOVA_TEST_VAULT_TOKEN").unwrap();
-    let env = env_for(&root);
+    let env = env_for(&root, &s);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
     let out = doctor(&config, &["--output", "json"], &env).await;
@@ -192,22 +241,23 @@ async fn everything_up_passes_in_json_and_as_a_table() {
         assert!(c.get("fix").is_none(), "a passing check has no fix: {c}");
     }
     let components: Vec<&str> = report["checks"].as_array().unwrap().iter().map(|c| c["component"].as_str().unwrap()).collect();
-    assert_eq!(components, ["config", "database", "oci", "jenkins", "vault", "oidc", "catalog"], "{report:#}");
+    assert_eq!(components, ["config", "database", "oci", "jenkins", "vault", "oidc", "gitops", "catalog"], "{report:#}");
     assert!(check(&report, "database", "postgres").to_string().contains("REDACTED"), "the database URL is shown without its password");
     assert!(check(&report, "database", "").get("reason").unwrap().as_str().unwrap().contains("all"), "{report:#}");
     assert!(check(&report, "jenkins", JOB)["reason"].as_str().unwrap().contains("reads job"), "{report:#}");
     assert!(check(&report, "oidc", "http://")["reason"].as_str().unwrap().contains("1 signing keys"), "{report:#}");
     assert!(check(&report, "catalog", "catalog")["reason"].as_str().unwrap().contains("2 entities"), "{report:#}");
+    assert!(check(&report, "gitops", "dev: ")["reason"].as_str().unwrap().contains("branch main is at") && check(&report, "gitops", "dev: ")["reason"].as_str().unwrap().contains("dry-run push is accepted"), "{report:#}");
     assert!(report["elapsed_ms"].as_u64().unwrap() < 5000, "checks run concurrently and answer within 5 s: {report:#}");
     eprintln!("doctor: {} checks in {} ms", components.len(), report["elapsed_ms"]);
-    assert_no_canary(&canary, &out);
+    assert_no_canary(&[&canary, &s.git_password], &out);
 
     let out = doctor(&config, &[], &env).await;
     assert_eq!(out.status.code(), Some(0));
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.lines().filter(|l| l.starts_with("pass  ")).count() == 7, "{table}");
-    assert!(table.contains("7 checks in") && table.contains("7 pass, 0 warn, 0 fail"), "{table}");
-    assert_no_canary(&canary, &out);
+    assert!(table.lines().filter(|l| l.starts_with("pass  ")).count() == 8, "{table}");
+    assert!(table.contains("8 checks in") && table.contains("8 pass, 0 warn, 0 fail"), "{table}");
+    assert_no_canary(&[&canary, &s.git_password], &out);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,8 +271,13 @@ async fn each_component_down_fails_naming_it() {
     s.database_url = s.database_url.replace(&format!(":{pg_port}/"), &format!(":{dead}/"));
     s.issuer = format!("http://127.0.0.1:{dead}");
     s.locations.push("missing-dir");
+    // The git server, as far as `dev` can tell, is gone; `prod`'s repository is up but refuses
+    // pushes (outside private/), so its credential could not write a promotion.
+    s.environments[0].1 = s.environments[0].1.replace(&s.git_url, &format!("http://127.0.0.1:{dead}"));
+    let read_only = s.gitops_repository("public");
+    s.environments.push(("prod", read_only));
     let config = s.config();
-    let env = env_for(canary.value()); // a wrong Vault token, which must never be printed
+    let env = env_for(canary.value(), &s); // a wrong Vault token, which must never be printed
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
 
     let out = doctor(&config, &["--output", "json"], &env).await;
@@ -241,17 +296,19 @@ async fn each_component_down_fails_naming_it() {
     failed("vault", "", &["cannot sign in", "denied", "permission"]);
     failed("oidc", &format!(":{dead}"), &[&format!("127.0.0.1:{dead}")]);
     failed("catalog", "missing-dir", &["missing-dir", "not exist", "No such file"]);
+    failed("gitops", &format!("dev: http://127.0.0.1:{dead}/"), &["Failed to connect", "Could not connect", "Connection refused"]);
+    failed("gitops", "prod: ", &["refuses a push"]);
     assert_eq!(check(&report, "catalog", "/catalog")["status"], "pass", "the readable location still passes");
     assert_eq!(check(&report, "config", "nova.toml")["status"], "pass");
     assert_eq!(check(&report, "jenkins", JOB)["status"], "pass", "Jenkins is still up");
-    assert_no_canary(&canary, &out);
+    assert_no_canary(&[&canary, &s.git_password], &out);
 
     let out = doctor(&config, &[], &env).await;
     assert_eq!(out.status.code(), Some(1));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.lines().any(|l| l.starts_with("FAIL  database")), "{table}");
     assert!(table.contains("      fix: "), "{table}");
-    assert_no_canary(&canary, &out);
+    assert_no_canary(&[&canary, &s.git_password], &out);
     drop(s.dir);
 }
 

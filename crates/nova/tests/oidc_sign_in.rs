@@ -7,7 +7,8 @@ mod support;
 
 use nova::audit::AuditQuery;
 use nova::auth::SessionKey;
-use nova::config::{OidcConfig, SecretRef};
+use nova::config::OidcConfig;
+use nova::secrets::SecretRef;
 use nova_domain::Sensitive;
 use serde_json::{Value, json};
 use support::oidc::{Browser, CLIENT_ID, CLIENT_SECRET, Provider};

@@ -187,7 +187,7 @@ on_both_backends! {
                 c.catalog.credentials = vec![nova::config::RemoteCredential {
                     url_prefix: prefix,
                     username: Some("nova-test".into()),
-                    secret: nova::config::SecretRef::Env("NOVA_TEST_GIT_HTTP_PASSWORD".into()),
+                    secret: nova::secrets::SecretRef::Env("NOVA_TEST_GIT_HTTP_PASSWORD".into()),
                 }];
             })),
             ..Default::default()

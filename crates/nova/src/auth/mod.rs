@@ -89,9 +89,7 @@ impl Auth {
         let a = &config.auth;
         let key = match &a.session_key {
             Some(r) => Some(
-                r.load()
-                    .and_then(|secret| SessionKey::from_secret(&secret))
-                    .map_err(|e| anyhow::anyhow!("config: auth.session_key ({}): {e}", r.describe()))?,
+                SessionKey::from_secret(&r.resolve_local("auth.session_key")?).map_err(|e| anyhow::anyhow!("config: auth.session_key ({r}): {e}"))?,
             ),
             None if config.server.demo => Some(
                 SessionKey::load_or_create(&config.server.data_dir.join("session.key")).map_err(|e| anyhow::anyhow!("demo session key: {e}"))?,
@@ -122,7 +120,7 @@ impl Auth {
                 let secret = o
                     .client_secret
                     .as_ref()
-                    .map(|r| r.load().map_err(|e| anyhow::anyhow!("config: auth.oidc.client_secret ({}): {e}", r.describe())))
+                    .map(|r| r.resolve_local("auth.oidc.client_secret"))
                     .transpose()?;
                 Some(Oidc::new(o.clone(), secret))
             }

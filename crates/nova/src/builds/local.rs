@@ -147,7 +147,7 @@ impl LocalRunner {
         let mut clone = self.git();
         clone.args(["clone", "--quiet", "--no-checkout", "--"]).arg(self.config.clone_url(&build.git_url)).arg(&src);
         let kept = match &git_credential {
-            Some(c) => Some(c.materialise(&mut clone, None).map_err(|e| Stop::Failed(format!("the team's git credential: {e}")))?),
+            Some(c) => Some(crate::git_remote::GitRemote::new(&self.config).materialise(c, &mut clone).map_err(|e| Stop::Failed(format!("the team's git credential: {e}")))?),
             None => None,
         };
         self.step(&log, build, "git clone", clone, deadline).await?;
@@ -201,13 +201,7 @@ impl LocalRunner {
     }
 
     fn git(&self) -> Command {
-        let mut c = crate::process::command(&self.config.git);
-        // Never a remote helper that runs a command (`ext::`), whatever git's own configuration says,
-        // and no credential helper of the machine: only the team credential Nova hands over.
-        c.args(["-c", "protocol.ext.allow=never", "-c", "credential.helper="]);
-        // No credential prompts: a clone without the team's credential fails instead of waiting.
-        c.env("GIT_TERMINAL_PROMPT", "0").env("GIT_ASKPASS", "true").env("SSH_ASKPASS", "true");
-        c
+        crate::git_remote::GitRemote::new(&self.config).command()
     }
 
     /// The owning team's credential for this build's clone or push: found through the

@@ -255,38 +255,54 @@ impl BuildStore {
     /// `lost`); `false` when it had already finished (e.g. it was cancelled meanwhile).
     pub async fn finish(&self, id: &str, state: &str, reason: Option<&str>, digest: Option<&str>) -> Result<bool, StorageError> {
         let now = now_ms();
-        let n = sqlx::query(self.db.sql(
+        let row = sqlx::query(self.db.sql(
             "UPDATE builds SET state = $1, reason = $2, digest = $3, updated_at = $4, finished_at = $4
-             WHERE id = $5 AND state NOT IN ('succeeded', 'failed', 'cancelled', 'timed_out', 'lost')",
+             WHERE id = $5 AND state NOT IN ('succeeded', 'failed', 'cancelled', 'timed_out', 'lost')
+             RETURNING pipeline, created_at",
         ))
         .bind(state)
         .bind(reason)
         .bind(digest)
         .bind(now)
         .bind(id)
-        .execute(self.db.pool())
-        .await?
-        .rows_affected();
-        if n == 1 && state == "succeeded" {
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some(row) = row else { return Ok(false) };
+        count_finished(&row, state, now)?;
+        if state == "succeeded" {
             crate::release::artifacts::record_build(&self.db, id).await?;
         }
-        Ok(n == 1)
+        Ok(true)
     }
 
     /// Moves a build that has not finished to `cancelled`; `false` when it had already finished.
     pub async fn cancel(&self, id: &str) -> Result<bool, StorageError> {
         let now = now_ms();
-        let n = sqlx::query(self.db.sql(
+        let row = sqlx::query(self.db.sql(
             "UPDATE builds SET state = 'cancelled', updated_at = $1, finished_at = $1
-             WHERE id = $2 AND state NOT IN ('succeeded', 'failed', 'cancelled', 'timed_out', 'lost')",
+             WHERE id = $2 AND state NOT IN ('succeeded', 'failed', 'cancelled', 'timed_out', 'lost')
+             RETURNING pipeline, created_at",
         ))
         .bind(now)
         .bind(id)
-        .execute(self.db.pool())
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some(row) = row else { return Ok(false) };
+        count_finished(&row, "cancelled", now)?;
+        Ok(true)
     }
+}
+
+/// Counts a build that just finished (`nova_builds_total`, `nova_build_duration_seconds`,
+/// docs/METRICS.md) from the `pipeline, created_at` its update returned. The backend is the
+/// pipeline's backend name (`local`, `ci-eu`), never its target, to keep the labels few.
+fn count_finished(row: &sqlx::any::AnyRow, state: &str, now: i64) -> Result<(), StorageError> {
+    let pipeline: String = row.try_get("pipeline")?;
+    let created_at: i64 = row.try_get("created_at")?;
+    let backend = pipeline.split(':').next().unwrap_or("local").to_string();
+    metrics::counter!("nova_builds_total", "state" => state.to_string(), "backend" => backend.clone()).increment(1);
+    metrics::histogram!("nova_build_duration_seconds", "backend" => backend).record((now - created_at).max(0) as f64 / 1000.0);
+    Ok(())
 }
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<Build, StorageError> {

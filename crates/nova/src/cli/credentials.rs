@@ -123,7 +123,7 @@ async fn put(args: PutArgs, rotate: bool) -> anyhow::Result<ExitCode> {
     };
     let req = CredentialRequest { kind, repositories: args.repositories, username: args.username, description: args.description, secret };
     let actor = super::cli_actor();
-    let checks = if config.builds.check_credentials { credentials::check_access(&config.builds.git, &req).await? } else { Vec::new() };
+    let checks = if config.builds.check_credentials { credentials::check_access(&crate::git_remote::GitRemote::new(&config.builds), &req).await? } else { Vec::new() };
     let (info, rotated) = credentials::put(store.as_ref(), &team, &name, &req, checks, &actor, crate::storage::now_ms()).await?;
     let action = if rotated { "credentials.rotate" } else { "credentials.register" };
     audit(&config, db, actor, action, &team, &name, json!({ "kind": info.kind, "repositories": info.repositories })).await?;

@@ -212,7 +212,7 @@ async fn resolve_default_tag(state: &AppState, component: &EntityRef, checked: C
         Err(CredentialError::Invalid { .. }) => None,
         Err(e) => return Err(AppError::Unavailable(format!("cannot read the team's git credential to resolve gitRef: {e}"))),
     };
-    let commit = git_remote::resolve(&state.config.builds.git, &new.git_url, &new.git_ref, credential.as_ref())
+    let commit = git_remote::GitRemote::new(&state.config.builds).resolve(&new.git_url, &new.git_ref, credential.as_ref())
         .await
         .map_err(|e| AppError::invalid("gitRef", format!("cannot be resolved to a commit for the default tag (give a tag, or check the repository and the team's credential): {e}")))?
         .ok_or_else(|| AppError::invalid("gitRef", format!("names no branch or tag in {}; the default tag needs the commit it points at", new.git_url)))?;

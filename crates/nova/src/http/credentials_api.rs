@@ -69,7 +69,7 @@ pub(crate) fn parse_request(body: &[u8]) -> Result<CredentialRequest, AppError> 
 pub(crate) async fn save(state: &AppState, actor: &Actor, team: &str, name: &str, req: &CredentialRequest) -> Result<CredentialInfo, AppError> {
     authz::require(state, actor, Action::ManageCredentials, &Target::Team(credentials::team_ref(team))).await?;
     let target = format!("credential:{team}/{name}");
-    let checked = if state.config.builds.check_credentials { credentials::check_access(&state.config.builds.git, req).await } else { Ok(Vec::new()) };
+    let checked = if state.config.builds.check_credentials { credentials::check_access(&crate::git_remote::GitRemote::new(&state.config.builds), req).await } else { Ok(Vec::new()) };
     let saved = match checked {
         Ok(checks) => credentials::put(state.secrets.as_ref(), team, name, req, checks, &actor.audit_name(), crate::storage::now_ms()).await,
         Err(e) => Err(e),

@@ -2,11 +2,11 @@
 //! `[registries.<name>]` (each registry, a `type`-tagged table). docs/CONFIG.md lists them.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use nova_domain::Sensitive;
 use serde::Deserialize;
+
+use crate::secrets::SecretRef;
 
 /// `[registry]`: the image view's cache, refresh and limits.
 #[derive(Debug, Clone, Deserialize)]
@@ -142,28 +142,6 @@ fn default_attempts() -> u32 {
     4
 }
 
-/// A secret given by reference: `{ env = "VAR" }` or `{ file = "/run/secrets/x" }`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub enum SecretRef {
-    /// An environment variable holding the secret.
-    Env(String),
-    /// A file holding the secret (surrounding whitespace is trimmed).
-    File(PathBuf),
-}
-
-impl SecretRef {
-    /// Reads the secret now (files and variables may change while Nova runs).
-    pub fn resolve(&self) -> Result<Sensitive<String>, String> {
-        match self {
-            Self::Env(var) => std::env::var(var).map(Sensitive::new).map_err(|_| format!("environment variable {var} is not set")),
-            Self::File(path) => std::fs::read_to_string(path)
-                .map(|s| Sensitive::new(s.trim().to_string()))
-                .map_err(|e| format!("cannot read secret file {}: {e}", path.display())),
-        }
-    }
-}
-
 /// Checks what serde cannot: names, regions, exactly one default ECR registry, limits.
 pub fn validate(settings: &RegistrySettings, registries: &BTreeMap<String, RegistryDef>) -> Result<(), (String, String)> {
     let err = |key: String, m: &str| Err((key, m.to_string()));
@@ -250,15 +228,5 @@ mod tests {
         assert_eq!(validate(&RegistrySettings::default(), &t.registries).unwrap_err().0, "registries.x.account_id");
         let t: T = toml::from_str("[registries.Bad]\ntype = \"oci\"\nurl = \"http://h\"\n").unwrap();
         assert_eq!(validate(&RegistrySettings::default(), &t.registries).unwrap_err().0, "registries.Bad");
-    }
-
-    #[test]
-    fn secrets_resolve_from_files_and_stay_redacted() {
-        let f = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(f.path(), "s3cret\n").unwrap();
-        let s = SecretRef::File(f.path().into()).resolve().unwrap();
-        assert_eq!(s.expose(), "s3cret");
-        assert_eq!(format!("{s:?}"), "**REDACTED**");
-        assert!(SecretRef::Env("NOVA_TEST_SURELY_UNSET_VAR".into()).resolve().unwrap_err().contains("NOVA_TEST_SURELY_UNSET_VAR"));
     }
 }

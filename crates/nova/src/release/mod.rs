@@ -390,6 +390,7 @@ impl Release {
             Err(WriteFailure::Transient(reason)) if attempt < self.max_attempts => Err(reason),
             Err(WriteFailure::Transient(reason) | WriteFailure::Permanent(reason)) => {
                 self.promotions().transition(&p.id, state, PromotionState::Failed, Some(&reason), None).await.map_err(|e| e.to_string())?;
+                crate::telemetry::promotion_finished(&p.environment, "failed");
                 self.audit(&Who::nova(), "release.promotion.failed", &p.component_ref, Outcome::Failure, json!({ "promotion": p.id, "reason": reason })).await.map_err(e)?;
                 Ok(JobOutcome::Done)
             }
@@ -422,6 +423,7 @@ impl Release {
     /// audited; a rollback pins the environment, an explicit promotion releases a pin.
     async fn finish(&self, p: &Promotion, commit: &str, changed: Option<bool>) -> Result<(), AppError> {
         let target = p.component_ref.as_str();
+        crate::telemetry::promotion_finished(&p.environment, "done");
         self.audit(&Who::nova(), "release.promotion.done", target, Outcome::Success, json!({ "promotion": p.id, "environment": p.environment, "digest": p.digest, "commit": commit, "changed": changed })).await?;
         if p.rollback {
             self.promotions().set_pin(target, &p.environment, &p.id, &p.requested_by).await?;

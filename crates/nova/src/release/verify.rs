@@ -200,6 +200,7 @@ impl Release {
     /// Ends a `verifying` promotion as failed with `reason`.
     async fn fail_verify(&self, p: &Promotion, reason: String) -> Result<JobOutcome, String> {
         if self.promotions().transition(&p.id, PromotionState::Verifying, PromotionState::Failed, Some(&reason), None).await.map_err(|e| e.to_string())? {
+            crate::telemetry::promotion_finished(&p.environment, "failed");
             self.audit(&Who::nova(), "release.promotion.failed", &p.component_ref, Outcome::Failure, json!({ "promotion": p.id, "reason": reason })).await.map_err(|e| e.to_string())?;
         }
         Ok(JobOutcome::Done)

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Precondition, SecretData, SecretError, SecretPath, SecretStore};
 use crate::catalog::Snapshot;
-use crate::git_remote::AccessCheck;
+use crate::git_remote::{AccessCheck, GitRemote};
 
 /// Most repositories one credential may cover.
 pub const MAX_REPOSITORIES: usize = 5;
@@ -95,17 +95,42 @@ pub struct Materialised {
     _dir: tempfile::TempDir,
 }
 
+/// The ssh git runs: no ssh_config of the machine (`-F /dev/null`), so no identity it names
+/// is offered, and only the identities given (`IdentitiesOnly`: no agent); never a prompt.
+pub const SSH: &str = "ssh -F /dev/null -o IdentitiesOnly=yes -o BatchMode=yes";
+
 /// The askpass program git runs for a username or password: it answers from the child's
 /// environment, so the value is neither in a file nor in any argv.
 const ASKPASS: &str = "#!/bin/sh\ncase \"$1\" in\n  Username*) printf '%s\\n' \"$NOVA_GIT_USERNAME\" ;;\n  *) printf '%s\\n' \"$NOVA_GIT_TOKEN\" ;;\nesac\n";
 
 impl TeamCredential {
+    /// A credential that is not (yet) stored as a team's: the one a registration checks, or
+    /// a configured GitOps credential the doctor tries.
+    pub fn unregistered(kind: CredentialKind, repositories: Vec<String>, username: Option<String>, secret: Sensitive<String>) -> Self {
+        let info = CredentialInfo {
+            team: String::new(),
+            name: String::new(),
+            kind,
+            repositories,
+            username,
+            description: String::new(),
+            created_by: String::new(),
+            created_at_ms: 0,
+            rotated_by: None,
+            rotated_at_ms: None,
+            checks: Vec::new(),
+            last_use: None,
+        };
+        Self { info, secret }
+    }
+
     /// Hands the credential to one git child process: an `https-token` through `GIT_ASKPASS`
     /// and environment variables of that child only; an `ssh-key` as a 0600 file in a private
-    /// temporary directory with `GIT_SSH_COMMAND` (`IdentitiesOnly=yes`, batch mode; host keys
-    /// checked against `known_hosts` when given, else accepted on first use into a file that
-    /// dies with the directory). Never in a URL or argv. Git never prompts
-    /// (`GIT_TERMINAL_PROMPT=0`). A `registry` credential is not for git and is refused.
+    /// temporary directory with `GIT_SSH_COMMAND` (`IdentitiesOnly=yes`, batch mode, no
+    /// ssh_config or agent of the machine; host keys pinned to `known_hosts` when given, else
+    /// accepted on first use into a file that dies with the directory). Never in a URL or
+    /// argv. Git never prompts (`GIT_TERMINAL_PROMPT=0`). A `registry` credential is not for
+    /// git and is refused.
     pub fn materialise(&self, cmd: &mut crate::process::Command, known_hosts: Option<&std::path::Path>) -> Result<Materialised, CredentialError> {
         let dir = private_dir()?;
         let write = |name: &str, text: &str, mode: u32| write_private(&dir, name, text, mode);
@@ -120,10 +145,10 @@ impl TeamCredential {
                 key.push('\n');
                 let key = write("id", &key, 0o600)?;
                 let hosts = match known_hosts {
-                    Some(p) => format!("-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes", shell_quote(p)),
+                    Some(p) => format!("-o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes", shell_quote(p)),
                     None => format!("-o UserKnownHostsFile={} -o StrictHostKeyChecking=accept-new", shell_quote(&dir.path().join("known_hosts"))),
                 };
-                cmd.env("GIT_SSH_COMMAND", format!("ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes {hosts}", shell_quote(&key)));
+                cmd.env("GIT_SSH_COMMAND", format!("{SSH} -i {} {hosts}", shell_quote(&key))).env_remove("SSH_AUTH_SOCK");
             }
             CredentialKind::Registry => return Err(invalid("kind", "a registry credential is for pushing images, not for git")),
         }
@@ -414,31 +439,17 @@ pub async fn put(store: &dyn SecretStore, team: &str, name: &str, req: &Credenti
 
 /// Tries the credential a request registers against each of its git repositories before it
 /// is stored: `git ls-remote` must succeed (else the request is refused, naming the repository
-/// and git's reason, never the value), and over HTTP(S) a `git push --dry-run` that the server
-/// refuses proves it read-only. A registry credential is not checked (empty answer).
-pub async fn check_access(git: &str, req: &CredentialRequest) -> Result<Vec<AccessCheck>, CredentialError> {
+/// and git's reason, never the value), and a `git push --dry-run` that the server refuses
+/// proves it read-only. A registry credential is not checked (empty answer).
+pub async fn check_access(git: &GitRemote, req: &CredentialRequest) -> Result<Vec<AccessCheck>, CredentialError> {
     let repositories = validate(req)?;
     if req.kind == CredentialKind::Registry {
         return Ok(Vec::new());
     }
-    let info = CredentialInfo {
-        team: String::new(),
-        name: String::new(),
-        kind: req.kind,
-        repositories: repositories.clone(),
-        username: req.username.as_ref().map(|u| u.trim().to_string()),
-        description: String::new(),
-        created_by: String::new(),
-        created_at_ms: 0,
-        rotated_by: None,
-        rotated_at_ms: None,
-        checks: Vec::new(),
-        last_use: None,
-    };
-    let credential = TeamCredential { info, secret: req.secret.clone() };
+    let credential = TeamCredential::unregistered(req.kind, repositories.clone(), req.username.as_ref().map(|u| u.trim().to_string()), req.secret.clone());
     let mut checks = Vec::with_capacity(repositories.len());
     for (i, (given, normalised)) in req.repositories.iter().zip(repositories).enumerate() {
-        let mut check = crate::git_remote::check_access(git, given.trim(), &credential).await;
+        let mut check = git.check_access(given.trim(), &credential).await;
         if !check.readable {
             let why = check.error.unwrap_or_default();
             return Err(invalid(format!("repositories[{i}]"), format!("git ls-remote with this credential must succeed, and it failed: {why}")));

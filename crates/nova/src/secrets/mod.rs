@@ -22,6 +22,7 @@ mod config;
 pub mod credential_uses;
 pub mod credentials;
 pub mod file;
+mod metered;
 mod path;
 mod reference;
 pub mod vault;
@@ -250,9 +251,10 @@ pub trait SecretStore: Send + Sync {
 
 /// Opens the configured store. `Err` only for what stops Nova from starting (a file store
 /// whose key is missing or wrong, an AWS store in a build without the `aws` feature, an
-/// unreadable credential reference); a store that is down is not an error here.
+/// unreadable credential reference); a store that is down is not an error here. The store is
+/// wrapped in [`metered::Metered`], which counts its failures.
 pub async fn open(config: &SecretsConfig) -> Result<Arc<dyn SecretStore>, SecretError> {
-    Ok(match config {
+    let store: Arc<dyn SecretStore> = match config {
         SecretsConfig::File(c) => Arc::new(file::FileStore::open(c).await?),
         SecretsConfig::Vault(c) => Arc::new(vault::VaultStore::new(c)?),
         #[cfg(feature = "aws")]
@@ -261,7 +263,8 @@ pub async fn open(config: &SecretsConfig) -> Result<Arc<dyn SecretStore>, Secret
         SecretsConfig::AwsSecretsManager(_) => {
             return Err(SecretError::Invalid("secrets.type = \"aws-secrets-manager\" needs a nova built with the `aws` cargo feature".into()));
         }
-    })
+    };
+    Ok(Arc::new(metered::Metered(store)))
 }
 
 /// The path of a one-off health probe secret.

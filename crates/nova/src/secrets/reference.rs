@@ -1,8 +1,10 @@
-//! [`SecretRef`]: how a setting names a secret without containing it.
+//! [`SecretRef`]: how a setting names a secret without containing it — the one type every
+//! setting uses (`[auth]`, `[catalog]` credentials, registries, build backends, secret
+//! stores, GitOps), with one parser and one error, [`SecretRefError`].
 //!
 //! ```toml
 //! password = { env = "REGISTRY_PASSWORD" }          # an environment variable
-//! password = { file = "/run/secrets/registry" }      # a file (one trailing newline is dropped)
+//! password = { file = "/run/secrets/registry" }      # a file (surrounding whitespace is dropped)
 //! password = { store = "registry/main" }             # the secret store, field "value"
 //! password = { store = "registry/main", field = "password" }
 //! ```
@@ -22,7 +24,7 @@ use super::{DEFAULT_FIELD, SecretPath, SecretStore};
 pub enum SecretRef {
     /// An environment variable's value.
     Env(String),
-    /// A file's content, without one trailing newline.
+    /// A file's content, without surrounding whitespace (a trailing newline above all).
     File(PathBuf),
     /// A field of a secret in the configured secret store.
     Store { path: SecretPath, field: String },
@@ -131,14 +133,7 @@ impl SecretRef {
             SecretRef::Env(var) => env(var).ok_or_else(|| fail("the environment variable is not set"))?.into_string().map_err(|_| fail("the value is not UTF-8"))?,
             SecretRef::File(path) => {
                 let bytes = std::fs::read(path).map_err(|e| fail(&format!("cannot read the file: {}", e.kind())))?;
-                let mut text = String::from_utf8(bytes).map_err(|_| fail("the file is not UTF-8 text"))?;
-                if text.ends_with('\n') {
-                    text.pop();
-                    if text.ends_with('\r') {
-                        text.pop();
-                    }
-                }
-                text
+                String::from_utf8(bytes).map_err(|_| fail("the file is not UTF-8 text"))?.trim().to_owned()
             }
             SecretRef::Store { .. } => return Err(fail("this setting cannot come from the secret store; use env or file")),
         };
@@ -160,6 +155,15 @@ impl SecretRef {
             return Err(fail("the value is empty".into()));
         }
         Ok(value.clone())
+    }
+
+    /// Refuses a `store` reference for a setting that is read where the store is not at hand
+    /// (`key` names it), so that configuration loading, not first use, says so.
+    pub fn check_local(&self, key: &str) -> Result<(), SecretRefError> {
+        match self {
+            SecretRef::Store { .. } => Err(SecretRefError { key: key.to_owned(), reference: self.to_string(), problem: "this setting cannot come from the secret store; use env or file".into() }),
+            _ => Ok(()),
+        }
     }
 
     /// Whether this is a `store` reference.

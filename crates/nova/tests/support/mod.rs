@@ -4,9 +4,11 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod canary;
+pub mod client;
 pub mod gitops;
 pub mod oidc;
 pub mod registry;
+pub mod sshd;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

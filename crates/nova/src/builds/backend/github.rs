@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use super::http::{self, Wording};
 use super::{BackendError, BuildBackend, BuildSpec, LogChunk, RunHandle, RunId, RunState, RunStatus};
-use crate::config::SecretRef;
+use crate::secrets::SecretRef;
 use crate::health::HealthReport;
 
 /// The `type` of a GitHub Actions backend.
@@ -279,7 +279,7 @@ impl GithubActionsBackend {
     }
 
     fn token(&self) -> Result<Sensitive<String>, BackendError> {
-        self.config.token.load().map_err(|e| BackendError::Unauthorized(format!("build backend {}: cannot read the GitHub token: {e}", self.name)))
+        self.config.token.resolve_local(&format!("build_backends.{}.token", self.name)).map_err(|e| BackendError::Unauthorized(format!("build backend {}: cannot read the GitHub token: {e}", self.name)))
     }
 
     async fn send(&self, method: Method, url: Url, body: Option<&serde_json::Value>) -> Result<Response, BackendError> {
@@ -303,7 +303,7 @@ impl GithubActionsBackend {
             service: "GitHub",
             unauthorized: format!(
                 "GitHub rejected the token in {} (401); check build_backends.{}.token (an App installation token expires after an hour)",
-                self.config.token.describe(),
+                self.config.token,
                 self.name
             ),
             forbidden: format!("the GitHub token of build backend {} may not {what} (403; it needs actions:write on the repository)", self.name),
@@ -611,7 +611,7 @@ impl BuildBackend for GithubActionsBackend {
             Ok(w) => w,
             Err(e) => {
                 let fix = match &e {
-                    BackendError::Unauthorized(_) => format!("put a valid token in {} (a fine-grained token or App installation with actions:write on {}/{})", self.config.token.describe(), wf.owner, wf.repo),
+                    BackendError::Unauthorized(_) => format!("put a valid token in {} (a fine-grained token or App installation with actions:write on {}/{})", self.config.token, wf.owner, wf.repo),
                     BackendError::Forbidden(_) => format!("give the token actions:write (and contents:read) on {}/{}", wf.owner, wf.repo),
                     BackendError::NotFound(_) => format!("check the workflow file name in the annotation and that the token can see {}/{}", wf.owner, wf.repo),
                     BackendError::RateLimited { .. } => return HealthReport::warn(KIND, label, e.to_string(), "wait for the rate limit to reset; a GitHub App installation has a higher limit"),

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use super::http::{self, Wording};
 use super::{BackendError, BuildBackend, BuildSpec, LogChunk, RunHandle, RunId, RunState, RunStatus};
-use crate::config::SecretRef;
+use crate::secrets::SecretRef;
 use crate::health::HealthReport;
 
 /// The `type` of a Jenkins backend.
@@ -312,7 +312,7 @@ impl JenkinsBackend {
     }
 
     fn token(&self) -> Result<Sensitive<String>, BackendError> {
-        self.config.token.load().map_err(|e| BackendError::Unauthorized(format!("build backend {}: cannot read the Jenkins token: {e}", self.name)))
+        self.config.token.resolve_local(&format!("build_backends.{}.token", self.name)).map_err(|e| BackendError::Unauthorized(format!("build backend {}: cannot read the Jenkins token: {e}", self.name)))
     }
 
     /// The error for an answer that is not a success, worded for `what` (e.g. "read job a/b");
@@ -336,7 +336,7 @@ impl JenkinsBackend {
                 self.base,
                 self.config.user,
                 self.name,
-                self.config.token.describe()
+                self.config.token
             ),
             forbidden: format!("Jenkins user {} may not {what} (403)", self.config.user),
             not_found: not_found.unwrap_or_else(|| format!("Jenkins cannot {what}: not found (404)")),
@@ -684,7 +684,7 @@ impl BuildBackend for JenkinsBackend {
             Ok(info) => info,
             Err(e) => {
                 let fix = match &e {
-                    BackendError::Unauthorized(_) => format!("check build_backends.{}.user and the API token in {} (create one on the user's Security page in Jenkins)", self.name, self.config.token.describe()),
+                    BackendError::Unauthorized(_) => format!("check build_backends.{}.user and the API token in {} (create one on the user's Security page in Jenkins)", self.name, self.config.token),
                     BackendError::Forbidden(_) => format!("grant Jenkins user {} Overall/Read, Job/Read, Job/Build and Job/Cancel on {job}", self.config.user),
                     BackendError::NotFound(_) => format!("check the job path in the annotation and that user {} can see it", self.config.user),
                     _ => format!("check build_backends.{}.url and that Nova's host can reach Jenkins", self.name),

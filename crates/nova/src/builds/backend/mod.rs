@@ -384,7 +384,7 @@ mod tests {
         assert_eq!(j.timeout, Duration::from_secs(30));
         for (bad, words) in [
             ("[x]\ntype = \"jenkins\"\nurl = \"https://j\"\nuser = \"u\"\ntoken = { env = \"T\" }\ncrumb = true", "unknown field `crumb`"),
-            ("[x]\ntype = \"jenkins\"\nurl = \"https://j\"\nuser = \"u\"\ntoken = \"hunter2\"", "not written inline"),
+            ("[x]\ntype = \"jenkins\"\nurl = \"https://j\"\nuser = \"u\"\ntoken = \"hunter2\"", "an inline value is refused"),
             ("[x]\ntype = \"gitlab\"", "unknown variant `gitlab`"),
         ] {
             let e = toml::from_str::<BTreeMap<String, BuildBackendConfig>>(bad).unwrap_err().to_string();

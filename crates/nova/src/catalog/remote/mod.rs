@@ -53,7 +53,7 @@ impl RemoteContext {
         let Some(c) = self.credentials.iter().filter(|c| url.starts_with(&c.url_prefix)).max_by_key(|c| c.url_prefix.len()) else {
             return Ok(None);
         };
-        let secret = c.secret.load().map_err(|e| {
+        let secret = c.secret.resolve_local("catalog.credentials.secret").map_err(|e| {
             CatalogError::location("", ErrorKind::Location, "credential", format!("the credential for {} cannot be read: {e}", c.url_prefix))
         })?;
         Ok(Some(Credential { username: c.username.clone(), secret }))
@@ -143,7 +143,7 @@ mod tests {
         let cred = |prefix: &str, var: &str| RemoteCredential {
             url_prefix: prefix.into(),
             username: Some(prefix.into()),
-            secret: crate::config::SecretRef::Env(var.into()),
+            secret: crate::secrets::SecretRef::Env(var.into()),
         };
         config.credentials = vec![cred("https://h/", "PATH"), cred("https://h/team/", "HOME"), cred("https://other/", "NOVA_TEST_UNSET_VAR")];
         let ctx = RemoteContext::new(PathBuf::from("/nonexistent"), &config);

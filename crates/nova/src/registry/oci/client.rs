@@ -13,7 +13,8 @@ use reqwest::header::{self, HeaderMap};
 use reqwest::{Method, StatusCode};
 use tokio::sync::Semaphore;
 
-use crate::registry::config::{OciConfig, SecretRef};
+use crate::registry::config::OciConfig;
+use crate::secrets::SecretRef;
 use crate::registry::provider::RegistryError;
 use crate::registry::safe_net::{self, SafeResolver};
 
@@ -279,7 +280,7 @@ impl Client {
     fn basic(&self) -> Result<Option<Sensitive<String>>, RegistryError> {
         let (Some(user), Some(password)) = (&self.username, &self.password) else { return Ok(None) };
         let password = match password {
-            Password::Ref(r) => r.resolve().map_err(RegistryError::Config)?,
+            Password::Ref(r) => r.resolve_local("the registry password").map_err(|e| RegistryError::Config(e.to_string()))?,
             Password::Value(v) => v.clone(),
         };
         let raw = format!("{user}:{}", password.expose());
