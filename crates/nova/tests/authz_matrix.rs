@@ -225,6 +225,7 @@ const MUTATING: &[(&str, &str, RouteNeeds, &str)] = &[
     ("POST", "/teams/{team}/credentials/{name}/revoke", RouteNeeds::Owner, ""),
     ("POST", "/api/v1/components/{component}/promotions", RouteNeeds::Owner, "{\"digest\": \"sha256:0000000000000000000000000000000000000000000000000000000000000000\", \"environment\": \"dev\"}"),
     ("DELETE", "/api/v1/components/{component}/environments/{environment}/pin", RouteNeeds::Owner, ""),
+    ("POST", "/api/v1/components/{component}/environments/{environment}/rollback", RouteNeeds::Owner, "{}"),
     ("POST", "/promotions", RouteNeeds::Owner, "component=component:default/payment-service&digest=sha256:0000000000000000000000000000000000000000000000000000000000000000&environment=dev"),
     ("POST", "/api/v1/teams/{team}/intake-secret", RouteNeeds::Owner, ""),
     ("POST", "/api/v1/promotions/{id}/approvals", RouteNeeds::Approver, ""),

@@ -16,6 +16,7 @@ use nova::secrets::{Precondition, SecretData, SecretPath};
 use nova_domain::{Digest, Sensitive};
 use serde_json::{Value, json};
 use support::canary::{Canary, capture_logs};
+use support::registry::{Auth as RegistryAuth, ImageSpec, TestRegistry, component as registry_component};
 use support::*;
 
 /// The git server scripts/test started: base URL, repository root, password of `private/`.
@@ -423,10 +424,17 @@ on_both_backends! {
 
     async fn ci_reports_artifacts_through_a_signed_webhook(backend: Backend) {
         let _logs = capture_logs();
+        // A real CNCF registry holding the image CI pushed; shop links its repository.
+        let Some(reg) = TestRegistry::start(RegistryAuth::Anonymous).await else { return };
+        let pushed = reg.push_image("shop/shop", &["v7"], &ImageSpec::new("2026-01-01T00:00:00Z", "abc123")).await;
+        let host = reg.url.trim_start_matches("http://").to_string();
         let dir = tempfile::tempdir().unwrap();
         write_file(dir.path(), "org.yaml", ORG);
-        write_file(dir.path(), "shop.yaml", &format!("{}---\n{}", component_yaml("shop", "shop-team"), component_yaml("lab", "outsiders")));
-        let app = spawn_app_with(backend, with_admin(Options { locations: vec!["org.yaml".into(), "shop.yaml".into()], dir: Some(dir), ..Default::default() })).await;
+        let shop = registry_component("shop", "shop-team", None, &[("nova.dev/image-repository", "local/shop/shop")]);
+        write_file(dir.path(), "shop.yaml", &format!("{shop}---\n{}", component_yaml("lab", "outsiders")));
+        let def = reg.config(None);
+        let app = spawn_app_with(backend, with_admin(Options { locations: vec!["org.yaml".into(), "shop.yaml".into()], dir: Some(dir),
+            configure: Some(Box::new(move |c| { c.registries.insert("local".into(), def); })), ..Default::default() })).await;
         let mut c = Client { app: &app, bodies: Vec::new() };
 
         // Only the team makes its secret, which is shown once.
@@ -451,30 +459,47 @@ on_both_backends! {
             }
         };
         let sign = |body: &Value, ts: i64, key: &str| nova::release::intake::sign(key, ts, &serde_json::to_vec(body).unwrap());
-        let artifact = json!({ "component": "shop", "repository": "registry.example.com/shop/shop", "digest": digest(7), "tags": ["v7"], "gitRef": "main" });
+        let repository = format!("{host}/shop/shop");
+        let artifact = json!({ "component": "shop", "repository": repository, "digest": pushed.digest, "tags": ["v7"], "gitRef": "main" });
 
         let ts = now();
         let (s, v) = send(artifact.clone(), ts, Some(sign(&artifact, ts, &secret))).await;
         assert_eq!(s, 201, "{v}");
-        assert_eq!((v["digest"].as_str(), v["source"].as_str()), (Some(digest(7).as_str()), Some("intake")));
+        assert_eq!((v["digest"].as_str(), v["source"].as_str()), (Some(pushed.digest.as_str()), Some("intake")));
         let (s, _) = send(artifact.clone(), ts, Some(sign(&artifact, ts, &secret))).await;
         assert_eq!(s, 409, "a replay is refused");
-        let again = json!({ "component": "shop", "repository": "registry.example.com/shop/shop", "digest": digest(7), "tags": ["stable"] });
+        let again = json!({ "component": "shop", "repository": repository, "digest": pushed.digest, "tags": ["stable"] });
         let (s, v) = send(again.clone(), ts + 1, Some(sign(&again, ts + 1, &secret))).await;
-        assert_eq!((s, v["tags"].clone()), (200, json!(["v7", "stable"])), "the same digest only adds tags");
+        assert_eq!((s, v["tags"].clone()), (200, json!(["v7", "stable"])), "the same digest only adds tags: {v}");
+        // The catalog's name for the repository (<registry>/<repository>) is accepted too, and
+        // recorded as given (it is what GitOps will name).
+        let by_name = json!({ "component": "shop", "repository": "local/shop/shop", "digest": pushed.digest });
+        let (s, v) = send(by_name.clone(), ts + 4, Some(sign(&by_name, ts + 4, &secret))).await;
+        assert_eq!((s, v["repository"].as_str()), (201, Some("local/shop/shop")), "{v}");
 
         // Refused: no, wrong or stale signatures, another team's component, a bad digest.
-        let other = json!({ "component": "shop", "repository": "registry.example.com/shop/shop", "digest": digest(8) });
+        let other = json!({ "component": "shop", "repository": repository, "digest": digest(8) });
         assert_eq!(send(other.clone(), ts, None).await.0, 401);
         assert_eq!(send(other.clone(), ts, Some(sign(&other, ts, "guess"))).await.0, 401);
         assert_eq!(send(other.clone(), ts - 3600, Some(sign(&other, ts - 3600, &secret))).await.0, 401, "outside the window");
         let lab = json!({ "component": "lab", "repository": "registry.example.com/lab/lab", "digest": digest(8) });
         assert_eq!(send(lab.clone(), ts, Some(sign(&lab, ts, &secret))).await.0, 401, "shop-team cannot sign for outsiders' component");
-        let bad = json!({ "component": "shop", "repository": "registry.example.com/shop/shop", "digest": "sha256:abc" });
+        let bad = json!({ "component": "shop", "repository": repository, "digest": "sha256:abc" });
         let (s, v) = send(bad.clone(), ts, Some(sign(&bad, ts, &secret))).await;
         assert_eq!((s, v["field"].as_str()), (400, Some("digest")), "{v}");
+
+        // Refused: a digest the registry does not hold, a repository shop does not link, and
+        // one it links that does not exist yet.
+        let (s, v) = send(other.clone(), ts + 2, Some(sign(&other, ts + 2, &secret))).await;
+        assert_eq!((s, v["field"].as_str()), (400, Some("digest")), "{v}");
+        let detail = v["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("{repository} (registry local) has no manifest {}", digest(8))), "{detail}");
+        let unlinked = json!({ "component": "shop", "repository": format!("{host}/lab/lab"), "digest": pushed.digest });
+        let (s, v) = send(unlinked.clone(), ts + 3, Some(sign(&unlinked, ts + 3, &secret))).await;
+        assert_eq!((s, v["field"].as_str()), (400, Some("repository")), "{v}");
+        assert!(v["detail"].as_str().unwrap().contains(&format!("is not a repository component:default/shop links; it links {repository}")), "{v}");
         let list = c.get("/api/v1/components/shop/artifacts").await;
-        assert_eq!(list.as_array().unwrap().len(), 1, "nothing else was recorded: {list}");
+        assert_eq!(list.as_array().unwrap().len(), 2, "nothing else was recorded: {list}");
 
         // Rotation retires the old secret.
         let (s, _) = c.post("/api/v1/teams/shop-team/intake-secret", "user:default/rita", json!({})).await;
@@ -484,6 +509,7 @@ on_both_backends! {
         let (_, audit) = c.call(reqwest::Method::GET, "/api/v1/audit?action=release.&limit=100", Some(ADMIN_USER), None).await;
         let text = audit.to_string();
         assert!(text.contains("release.artifact.intake") && text.contains("release.intake-secret.rotate") && !text.contains(&secret), "audited, without the secret");
+        assert!(text.contains("has no manifest") && text.contains("is not a repository"), "the registry refusals are audited with their reason");
     }
 
     async fn plain_manifests_are_written_by_yaml_path(backend: Backend) {
@@ -555,4 +581,92 @@ on_both_backends! {
         assert!(p["finishedAt"].as_i64().unwrap() >= dev_done + 3000);
         assert!(remote_file(&root, &repo, "apps/shop/prod/kustomization.yaml").0.contains(&digest(1)));
     }
+}
+
+/// `nova ARGS` as `user` (through NOVA_TOKEN): exit code, stdout, stderr.
+async fn cli(app: &TestApp, user: Option<&str>, args: &[&str]) -> (Option<i32>, String, String) {
+    let config = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_nova"));
+    cmd.args(args).env("XDG_CONFIG_HOME", config.path()).env("NOVA_SERVER", &app.base).env_remove("NOVA_TOKEN");
+    if let Some(u) = user {
+        cmd.env("NOVA_TOKEN", app.token_for(u).await);
+    }
+    let out = cmd.output().await.unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The release commands as a user runs them: `nova promote`, `promotions`, `approve`, `reject`,
+/// `rollback`. The server's refusals are printed with their reason and exit 1; a command that
+/// cannot run (no token, no server) exits 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_promotes_approves_rejects_and_rolls_back() {
+    let _logs = capture_logs();
+    let Some((url, root, password)) = git_server() else { return };
+    let repo = publish_gitops(&root);
+    let app = start(Backend::Sqlite, &url, &repo, &password, false).await;
+    let mut c = Client { app: &app, bodies: Vec::new() };
+    record_artifact(&app, 1, "main").await;
+    record_artifact(&app, 2, "main").await;
+    let rita = Some("user:default/rita");
+    let (d1, d2) = (digest(1), digest(2));
+
+    let (code, out, err) = cli(&app, rita, &["promotions", "shop"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("ENVIRONMENT") && out.contains("dev") && out.contains("prod") && out.contains("No pending promotions."), "{out}");
+
+    // Refusals name the reason and exit 1; nothing is recorded.
+    let (code, _, err) = cli(&app, rita, &["promote", "shop", "--digest", &d1, "--env", "prod"]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("409") && err.contains("has not been deployed in dev"), "{err}");
+    let (code, _, err) = cli(&app, rita, &["promote", "shop", "--digest", &d1, "--env", "moon"]).await;
+    assert!(code == Some(1) && err.contains("must be one of: dev, prod"), "{err}");
+    let (code, _, err) = cli(&app, Some("user:default/otto"), &["promote", "shop", "--digest", &d1, "--env", "dev"]).await;
+    assert!(code == Some(1) && err.contains("403"), "only owners promote: {err}");
+    let (code, _, err) = cli(&app, rita, &["rollback", "shop", "--env", "dev"]).await;
+    assert!(code == Some(1) && err.contains("nothing has been deployed in dev"), "{err}");
+    assert_eq!(c.get("/api/v1/components/shop/promotions").await, json!([]));
+
+    // Promote twice, then roll back to the first: the environment is pinned.
+    for d in [&d1, &d2] {
+        let (code, out, err) = cli(&app, rita, &["promote", "component:default/shop", "--digest", d, "--env", "dev"]).await;
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.starts_with("promotion ") && out.contains(" -> dev: waiting"), "{out}");
+        let id = out["promotion ".len()..].split(':').next().unwrap().to_string();
+        assert_eq!(c.finished(&id).await["state"], "done");
+    }
+    let (code, _, err) = cli(&app, rita, &["rollback", "shop", "--env", "dev", "--to", &digest(9)]).await;
+    assert!(code == Some(1) && err.contains("never deployed in dev"), "{err}");
+    let (code, out, err) = cli(&app, rita, &["rollback", "shop", "--env", "dev"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&d1[..19]) && out.contains("(rollback)"), "the artifact before the current one: {out}");
+    let id = out["promotion ".len()..].split(':').next().unwrap().to_string();
+    assert_eq!(c.finished(&id).await["state"], "done");
+    let (_, out, _) = cli(&app, rita, &["promotions", "shop"]).await;
+    let dev = out.lines().find(|l| l.starts_with("dev ")).unwrap();
+    assert!(dev.contains(&d1[..19]) && dev.contains("pinned by user:default/rita"), "{out}");
+
+    // prod needs two approvers; the requester and outsiders are refused, with the reason.
+    let (_, out, _) = cli(&app, rita, &["promote", "shop", "--digest", &d1, "--env", "prod"]).await;
+    assert!(out.contains("awaiting_approval"), "{out}");
+    let id = out["promotion ".len()..].split(':').next().unwrap().to_string();
+    let (_, out, _) = cli(&app, rita, &["promotions", "shop"]).await;
+    assert!(out.contains("Pending promotions:") && out.lines().any(|l| l.starts_with(&id) && l.contains("0/2")), "{out}");
+    let (code, _, err) = cli(&app, rita, &["approve", &id]).await;
+    assert!(code == Some(1) && err.contains("someone else must approve it"), "{err}");
+    let (code, out, err) = cli(&app, Some("user:default/ann"), &["approve", &id]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("awaiting_approval; approved by user:default/ann"), "{out}");
+    let (code, _, err) = cli(&app, Some("user:default/otto"), &["reject", &id]).await;
+    assert!(code == Some(1) && err.contains("release-managers"), "{err}");
+    let (code, out, err) = cli(&app, Some("user:default/ben"), &["reject", &id]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(": rejected; approved by user:default/ann; rejected by user:default/ben"), "{out}");
+    let (code, _, err) = cli(&app, Some("user:default/ben"), &["approve", "no-such-promotion"]).await;
+    assert!(code == Some(1) && err.contains("404"), "{err}");
+
+    // Commands that cannot run exit 2.
+    let (code, _, err) = cli(&app, None, &["promotions", "shop"]).await;
+    assert!(code == Some(2) && err.contains("nova login"), "{err}");
+    let (code, _, err) = cli(&app, rita, &["promotions", "shop", "--server", "http://127.0.0.1:9"]).await;
+    assert!(code == Some(2) && err.contains("cannot reach Nova"), "{err}");
 }

@@ -14,6 +14,8 @@ pub mod config;
 pub mod gitops;
 pub mod intake;
 pub mod kustomize;
+pub mod registry_check;
+mod rollback;
 pub mod store;
 pub mod yaml_path;
 
@@ -165,16 +167,18 @@ impl Release {
     /// Asks for `req.digest` of `component` to be promoted to `req.environment` (the caller
     /// has been authorised). Refusals are audited and change nothing.
     pub async fn request(&self, who: &Who, component: &EntityRef, req: &PromotionRequest) -> Result<Promotion, AppError> {
-        let target = component.to_string();
         match self.create(who, component, req, false).await {
             Ok(p) => Ok(p),
-            Err(e) => {
-                let details = json!({ "environment": req.environment, "digest": req.digest, "refused": e.to_string() });
-                let outcome = if matches!(e, AppError::Forbidden(_)) { Outcome::Denied } else { Outcome::Failure };
-                self.audit(who, "release.promotion.request", &target, outcome, details).await?;
-                Err(e)
-            }
+            Err(e) => self.refuse(who, component, req, e).await,
         }
+    }
+
+    /// Audits a refused promotion request and answers the refusal.
+    async fn refuse<T>(&self, who: &Who, component: &EntityRef, req: &PromotionRequest, e: AppError) -> Result<T, AppError> {
+        let details = json!({ "environment": req.environment, "digest": req.digest, "refused": e.to_string() });
+        let outcome = if matches!(e, AppError::Forbidden(_)) { Outcome::Denied } else { Outcome::Failure };
+        self.audit(who, "release.promotion.request", &component.to_string(), outcome, details).await?;
+        Err(e)
     }
 
     async fn create(&self, who: &Who, component: &EntityRef, req: &PromotionRequest, automatic: bool) -> Result<Promotion, AppError> {
