@@ -36,6 +36,8 @@ const KUSTOMIZATION: &str = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: 
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: shop\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        image: shop:old\n";
 
+const HELM_VALUES: &str = "# Values for shop (Helm).\nreplicaCount: 2\n\nimage:\n  # the registry Nova writes\n  repository: registry.example.com/shop/old  # kept aligned\n  tag: 'old'\n  pullPolicy: IfNotPresent\n\nservice: {port: 80}   # flow style stays\n";
+
 /// A GitOps repository with a dev and a prod overlay for `shop`, published under `private/`.
 fn publish_gitops(root: &Path) -> String {
     let name = format!("private/gitops-{}", uuid::Uuid::new_v4().simple());
@@ -45,6 +47,7 @@ fn publish_gitops(root: &Path) -> String {
         write_file(work.path(), &format!("apps/shop/{env}/kustomization.yaml"), KUSTOMIZATION);
     }
     write_file(work.path(), "apps/shop/deployment.yaml", DEPLOYMENT);
+    write_file(work.path(), "apps/shop/values.yaml", HELM_VALUES);
     git(work.path(), &["add", "-A"]);
     git(work.path(), &["commit", "--quiet", "-m", "overlays"]);
     let bare = root.join(format!("{name}.git"));
@@ -542,6 +545,46 @@ on_both_backends! {
         assert_eq!(p["state"], "failed", "{p}");
         assert!(p["reason"].as_str().unwrap().contains("nothing at YAML path spec.template.spec.containers[name=web].image"), "{p}");
         assert_eq!(remote_file(&root, &repo, "apps/shop/deployment.yaml").1, 2, "no commit");
+    }
+
+    async fn helm_values_are_edited_in_place(backend: Backend) {
+        let _logs = capture_logs();
+        let Some((url, root, password)) = git_server() else { return };
+        let repo = publish_gitops(&root);
+        let dir = tempfile::tempdir().unwrap();
+        write_file(dir.path(), "org.yaml", ORG);
+        write_file(dir.path(), "shop.yaml", &component_yaml("shop", "shop-team"));
+        let text = format!(
+            "[dev]\norder = 1\n[dev.gitops]\nrepository = \"{url}/{repo}.git\"\npath = \"apps/{{component}}/values.yaml\"\nwrite = \"helm-values\"\nusername = \"nova-test\"\ncredential = {{ store = \"platform/gitops\" }}\n\
+             [prod]\norder = 2\n[prod.gitops]\nrepository = \"{url}/{repo}.git\"\npath = \"apps/{{component}}/values.yaml\"\nwrite = \"helm-values\"\nvalues_key = \"app.image\"\nusername = \"nova-test\"\ncredential = {{ store = \"platform/gitops\" }}\n"
+        );
+        let envs: BTreeMap<String, EnvironmentConfig> = toml::from_str(&text).unwrap();
+        let app = spawn_app_with(backend, with_admin(Options { locations: vec!["org.yaml".into(), "shop.yaml".into()], dir: Some(dir), configure: Some(Box::new(move |c| c.environments = envs)), ..Default::default() })).await;
+        app.state.secrets.put(&SecretPath::parse("platform/gitops").unwrap(), &SecretData::single(Sensitive::new(password.clone())), Precondition::None).await.unwrap();
+        let mut c = Client { app: &app, bodies: Vec::new() };
+        record_artifact(&app, 1, "main").await;
+        let promos = "/api/v1/components/shop/promotions";
+        let (_, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "dev" })).await;
+        let p = c.finished(p["id"].as_str().unwrap()).await;
+        assert_eq!(p["state"], "done", "{p}");
+        let (text, commits) = remote_file(&root, &repo, "apps/shop/values.yaml");
+        let expected = HELM_VALUES
+            .replace("registry.example.com/shop/old", "registry.example.com/shop/shop")
+            .replace("tag: 'old'", "tag: 'v1'")
+            .replace("pullPolicy: IfNotPresent\n", &format!("pullPolicy: IfNotPresent\n  digest: {}\n", digest(1)));
+        assert_eq!(text, expected, "only the image's values changed; comments and formatting are kept");
+        assert_eq!(commits, 2);
+
+        // The same artifact again commits nothing; a values key that is not in the file fails
+        // the promotion with the reason and writes nothing.
+        let (_, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "dev" })).await;
+        assert_eq!(c.finished(p["id"].as_str().unwrap()).await["state"], "done");
+        assert_eq!(remote_file(&root, &repo, "apps/shop/values.yaml").1, 2, "no second commit");
+        let (_, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "prod" })).await;
+        let p = c.finished(p["id"].as_str().unwrap()).await;
+        assert_eq!(p["state"], "failed", "{p}");
+        assert!(p["reason"].as_str().unwrap().contains("apps/shop/values.yaml has no `app` (gitops.values_key)"), "{p}");
+        assert_eq!(remote_file(&root, &repo, "apps/shop/values.yaml").1, 2, "no commit");
     }
 
     async fn the_wait_timer_and_allowed_refs_gate_prod(backend: Backend) {

@@ -62,6 +62,10 @@ pub struct GitOpsTarget {
     /// `spec.template.spec.containers[name=app].image`.
     #[serde(default)]
     pub yaml_path: Option<String>,
+    /// With `write = "helm-values"`: the mapping holding `repository`, `digest` (and `tag`);
+    /// default `image`.
+    #[serde(default)]
+    pub values_key: Option<String>,
     /// HTTP basic user sent with the credential.
     #[serde(default = "default_username")]
     pub username: String,
@@ -87,6 +91,8 @@ pub enum WriteKind {
     Kustomize,
     /// The string at `yaml_path` becomes `repository@digest`.
     YamlPath,
+    /// A Helm values file: `<values_key>.repository` and `.digest` (and `.tag` if present).
+    HelmValues,
 }
 
 /// An environment's gates; all enforced by the server.
@@ -125,6 +131,24 @@ impl Environment {
     /// The file to edit for a component.
     pub fn path_for(&self, component: &EntityRef) -> String {
         self.config.gitops.path.replace("{component}", component.name()).replace("{namespace}", component.namespace())
+    }
+
+    /// What in the environment's file names the promotion's image.
+    pub fn write_target(&self, p: &super::store::Promotion) -> Result<super::gitops::WriteTarget, String> {
+        use super::gitops::WriteTarget;
+        let g = &self.config.gitops;
+        Ok(match g.write {
+            WriteKind::YamlPath => {
+                let shown = g.yaml_path.clone().unwrap_or_default();
+                let path = super::yaml_path::YamlPath::parse(&shown).map_err(|e| format!("environments.{}.gitops.yaml_path: {e}", self.name))?;
+                WriteTarget::YamlPath { path, shown }
+            }
+            WriteKind::HelmValues => {
+                let key = super::helm_values::ValuesKey::parse(g.values_key.as_deref().unwrap_or("image")).map_err(|e| format!("environments.{}.gitops.values_key: {e}", self.name))?;
+                WriteTarget::HelmValues { key, tag: p.tags.first().cloned() }
+            }
+            WriteKind::Kustomize => WriteTarget::Kustomize { image_name: g.image_name.clone().unwrap_or_else(|| p.repository.clone()) },
+        })
     }
 
     /// Whether `git_ref` passes the `refs` gate.
@@ -183,9 +207,16 @@ impl Environments {
                 (WriteKind::YamlPath, Some(p), None) => {
                     super::yaml_path::YamlPath::parse(p).map_err(|e| (key(".gitops.yaml_path"), e))?;
                 }
-                (WriteKind::YamlPath, Some(_), Some(_)) => return Err((key(".gitops.image_name"), "is for write = \"kustomize\" only".into())),
-                (WriteKind::Kustomize, Some(_), _) => return Err((key(".gitops.yaml_path"), "is for write = \"yaml-path\" only".into())),
-                (WriteKind::Kustomize, None, _) => {}
+                (WriteKind::YamlPath | WriteKind::HelmValues, _, Some(_)) => return Err((key(".gitops.image_name"), "is for write = \"kustomize\" only".into())),
+                (WriteKind::Kustomize | WriteKind::HelmValues, Some(_), _) => return Err((key(".gitops.yaml_path"), "is for write = \"yaml-path\" only".into())),
+                (WriteKind::Kustomize | WriteKind::HelmValues, None, _) => {}
+            }
+            match (&g.values_key, g.write) {
+                (Some(_), WriteKind::Kustomize | WriteKind::YamlPath) => return Err((key(".gitops.values_key"), "is for write = \"helm-values\" only".into())),
+                (Some(k), WriteKind::HelmValues) => {
+                    super::helm_values::ValuesKey::parse(k).map_err(|e| (key(".gitops.values_key"), e))?;
+                }
+                (None, _) => {}
             }
             if g.username.is_empty() || g.username.contains(':') {
                 return Err((key(".gitops.username"), "must be non-empty and contain no `:`".into()));
@@ -269,6 +300,11 @@ mod tests {
         let e = parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"a.yaml\", write = \"yaml-path\", yaml_path = \"a[\" }\n").unwrap_err();
         assert_eq!(e.0, "environments.a.gitops.yaml_path");
         assert!(parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"a.yaml\", write = \"yaml-path\", yaml_path = \"spec.containers[name=app].image\" }\n").is_ok());
+        assert!(parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"values.yaml\", write = \"helm-values\", values_key = \"app.image\" }\n").is_ok());
+        let e = parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"values.yaml\", write = \"helm-values\", values_key = \"app..image\" }\n").unwrap_err();
+        assert_eq!(e.0, "environments.a.gitops.values_key");
+        let e = parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"k.yaml\", values_key = \"image\" }\n").unwrap_err();
+        assert!(e.0 == "environments.a.gitops.values_key" && e.1.contains("helm-values"), "{e:?}");
         let e = parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"../a.yaml\" }\n").unwrap_err();
         assert_eq!(e.0, "environments.a.gitops.path");
         let e = parse(&format!("[environments.a]\norder = 1\n{GITOPS}\n[environments.b]\norder = 2\n{GITOPS}\nauto_promote = {{ refs = [\"main\"] }}\n")).unwrap_err();

@@ -3,7 +3,8 @@
 //!
 //! [`artifacts`] records images (from Nova's builds and, through [`intake`], external CI);
 //! [`config`] reads `[environments.<name>]`; [`store`] keeps promotions, approvals and pins;
-//! [`gitops`] writes the repository with `git` ([`kustomize`] or [`yaml_path`] edits the file). [`Release`] is
+//! [`gitops`] writes the repository with `git` ([`kustomize`], [`yaml_path`] or [`helm_values`]
+//! edits the file). [`Release`] is
 //! the state machine: a promotion is `awaiting_approval` until its quorum, `waiting` for its
 //! wait timer and the writer, `writing`, then `done` (with the commit) or `failed`; approvers
 //! may reject it, a newer request supersedes it. The write runs as a leased [`WritePromotion`]
@@ -12,6 +13,7 @@
 pub mod artifacts;
 pub mod config;
 pub mod gitops;
+pub mod helm_values;
 pub mod intake;
 pub mod kustomize;
 pub mod registry_check;
@@ -412,13 +414,7 @@ impl Release {
             repository: g.repository.clone(),
             branch: g.branch.clone(),
             path: env.path_for(&component),
-            target: match (g.write, &g.yaml_path) {
-                (config::WriteKind::YamlPath, Some(shown)) => {
-                    let path = yaml_path::YamlPath::parse(shown).map_err(|e| WriteFailure::Permanent(format!("environments.{}.gitops.yaml_path: {e}", env.name)))?;
-                    gitops::WriteTarget::YamlPath { path, shown: shown.clone() }
-                }
-                _ => gitops::WriteTarget::Kustomize { image_name: g.image_name.clone().unwrap_or_else(|| p.repository.clone()) },
-            },
+            target: env.write_target(p).map_err(WriteFailure::Permanent)?,
             new_name: p.repository.clone(),
             digest: p.digest.clone(),
             message,
