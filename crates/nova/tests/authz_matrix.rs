@@ -227,6 +227,8 @@ const MUTATING: &[(&str, &str, RouteNeeds, &str)] = &[
     ("DELETE", "/api/v1/components/{component}/environments/{environment}/pin", RouteNeeds::Owner, ""),
     ("POST", "/api/v1/components/{component}/environments/{environment}/rollback", RouteNeeds::Owner, "{}"),
     ("POST", "/promotions", RouteNeeds::Owner, "component=component:default/payment-service&digest=sha256:0000000000000000000000000000000000000000000000000000000000000000&environment=dev"),
+    ("POST", "/rollbacks", RouteNeeds::Owner, "component=component:default/payment-service&environment=dev"),
+    ("POST", "/pins/release", RouteNeeds::Owner, "component=component:default/payment-service&environment=dev"),
     ("POST", "/api/v1/teams/{team}/intake-secret", RouteNeeds::Owner, ""),
     ("POST", "/api/v1/promotions/{id}/approvals", RouteNeeds::Approver, ""),
     ("POST", "/api/v1/promotions/{id}/reject", RouteNeeds::Approver, ""),

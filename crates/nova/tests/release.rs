@@ -38,6 +38,9 @@ const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  na
 
 const HELM_VALUES: &str = "# Values for shop (Helm).\nreplicaCount: 2\n\nimage:\n  # the registry Nova writes\n  repository: registry.example.com/shop/old  # kept aligned\n  tag: 'old'\n  pullPolicy: IfNotPresent\n\nservice: {port: 80}   # flow style stays\n";
 
+/// A Deployment that passes nova-policy's default rules except `require-probes`.
+const COMPLIANT: &str = "# checked by the policy gate\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: shop\n  namespace: shop\n  labels: {app.kubernetes.io/name: shop}\nspec:\n  template:\n    metadata:\n      labels: {app.kubernetes.io/name: shop}\n    spec:\n      containers:\n      - name: app\n        image: shop:old\n        resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {memory: 64Mi}}\n";
+
 /// A GitOps repository with a dev and a prod overlay for `shop`, published under `private/`.
 fn publish_gitops(root: &Path) -> String {
     let name = format!("private/gitops-{}", uuid::Uuid::new_v4().simple());
@@ -48,6 +51,7 @@ fn publish_gitops(root: &Path) -> String {
     }
     write_file(work.path(), "apps/shop/deployment.yaml", DEPLOYMENT);
     write_file(work.path(), "apps/shop/values.yaml", HELM_VALUES);
+    write_file(work.path(), "apps/shop/ok/deployment.yaml", COMPLIANT);
     git(work.path(), &["add", "-A"]);
     git(work.path(), &["commit", "--quiet", "-m", "overlays"]);
     let bare = root.join(format!("{name}.git"));
@@ -77,7 +81,7 @@ apiVersion: backstage.io/v1alpha1\nkind: User\nmetadata: {name: otto}\nspec: {me
 fn environments(url: &str, repo: &str, auto: bool) -> BTreeMap<String, EnvironmentConfig> {
     let auto = if auto { "auto_promote = { refs = [\"main\"] }\n" } else { "" };
     let text = format!(
-        "[dev]\norder = 1\n{auto}[dev.gitops]\nrepository = \"{url}/{repo}.git\"\npath = \"apps/{{component}}/dev/kustomization.yaml\"\nimage_name = \"shop\"\nusername = \"nova-test\"\ncredential = {{ store = \"platform/gitops\" }}\n\
+        "[dev]\norder = 1\n{auto}[dev.gitops]\nrepository = \"{url}/{repo}.git\"\npath = \"apps/{{component}}/dev/kustomization.yaml\"\nimage_name = \"shop\"\ncommit_url = \"https://git.example.com/platform/deploy/commit/{{commit}}\"\nusername = \"nova-test\"\ncredential = {{ store = \"platform/gitops\" }}\n\
          [prod]\norder = 2\n[prod.gitops]\nrepository = \"{url}/{repo}.git\"\npath = \"apps/{{component}}/prod/kustomization.yaml\"\nimage_name = \"shop\"\nusername = \"nova-test\"\ncredential = {{ store = \"platform/gitops\" }}\n\
          [prod.gates]\napprovals = 2\napprover_groups = [\"group:default/release-managers\"]\n"
     );
@@ -195,6 +199,7 @@ async fn concurrent_gitops_writes_all_land() {
             message: format!("promote c{i}"),
             username: "nova-test".into(),
             credential: Some(Sensitive::new(password.clone())),
+            check: None,
         };
         let dir = scratch.path().to_path_buf();
         tasks.push(tokio::spawn(async move {
@@ -423,6 +428,36 @@ on_both_backends! {
         assert_eq!(r.status(), 303);
         let list = c.get(promos).await;
         assert_eq!(list[0]["digest"], digest(2), "{list}");
+        let dev2 = c.finished(list[0]["id"].as_str().unwrap()).await;
+        assert_eq!(dev2["state"], "done", "{dev2}");
+
+        // The matrix: tag, short digest, who, and the commit linked through gitops.commit_url;
+        // the pending promotion names its approver.
+        let rita = page("user:default/rita").await;
+        let sha = dev2["commitSha"].as_str().unwrap();
+        assert!(rita.contains(&format!("href=\"https://git.example.com/platform/deploy/commit/{sha}\"")) && rita.contains(&sha[..12]), "{rita}");
+        assert!(rita.contains(&digest(2)[..19]) && rita.contains("<td>v2</td>"), "{rita}");
+        assert!(rita.contains("1/2 · user:default/ann"), "who approved: {rita}");
+        assert!(rita.contains("Recent promotions"), "{rita}");
+
+        // Roll back and Release pin are buttons for owners; others are refused with the reason.
+        assert!(rita.contains("action=\"/rollbacks\"") && !rita.contains("action=\"/pins/release\""), "{rita}");
+        assert!(!page("user:default/ann").await.contains("action=\"/rollbacks\""), "only owners roll back");
+        let env_form = "component=component%3Adefault%2Fshop&environment=dev".to_string();
+        let r = post("user:default/otto", "/rollbacks".into(), env_form.clone()).await;
+        assert_eq!(r.status(), 403);
+        let r = post("user:default/rita", "/rollbacks".into(), env_form.clone()).await;
+        assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (303, tab));
+        let back = c.get(promos).await;
+        assert_eq!((back[0]["digest"].as_str(), back[0]["rollback"].as_bool()), (Some(digest(1).as_str()), Some(true)), "{back}");
+        assert_eq!(c.finished(back[0]["id"].as_str().unwrap()).await["state"], "done");
+        let rita = page("user:default/rita").await;
+        assert!(rita.contains("pinned by user:default/rita") && rita.contains("action=\"/pins/release\""), "{rita}");
+        let r = post("user:default/rita", "/pins/release".into(), env_form.clone()).await;
+        assert_eq!(r.status(), 303);
+        assert!(c.get("/api/v1/components/shop/environments").await[0]["pin"].is_null(), "released");
+        let r = post("user:default/rita", "/pins/release".into(), env_form).await;
+        assert_eq!(r.status(), 404, "nothing left to release");
     }
 
     async fn ci_reports_artifacts_through_a_signed_webhook(backend: Backend) {
@@ -587,6 +622,58 @@ on_both_backends! {
         assert_eq!(remote_file(&root, &repo, "apps/shop/values.yaml").1, 2, "no commit");
     }
 
+    async fn the_policy_gate_stops_enforce_violations_and_records_audit_ones(backend: Backend) {
+        let _logs = capture_logs();
+        let Some((url, root, password)) = git_server() else { return };
+        let repo = publish_gitops(&root);
+        let dir = tempfile::tempdir().unwrap();
+        write_file(dir.path(), "org.yaml", ORG);
+        write_file(dir.path(), "shop.yaml", &component_yaml("shop", "shop-team"));
+        let policy = write_file(dir.path(), "policy.yaml", "rules:\n  require-probes:\n    mode: Audit\n");
+        let target = |env: &str, order: u32, path: &str| format!(
+            "[{env}]\norder = {order}\ngates = {{ policy = true }}\n[{env}.gitops]\nrepository = \"{url}/{repo}.git\"\npath = \"{path}\"\nwrite = \"yaml-path\"\nyaml_path = \"spec.template.spec.containers[name=app].image\"\nusername = \"nova-test\"\ncredential = {{ store = \"platform/gitops\" }}\n");
+        let text = format!("{}{}", target("dev", 1, "apps/{component}/deployment.yaml"), target("prod", 2, "apps/{component}/ok/deployment.yaml"));
+        let envs: BTreeMap<String, EnvironmentConfig> = toml::from_str(&text).unwrap();
+        let app = spawn_app_with(backend, with_admin(Options { locations: vec!["org.yaml".into(), "shop.yaml".into()], dir: Some(dir),
+            configure: Some(Box::new(move |c| { c.environments = envs; c.release.policy = Some(policy); })), ..Default::default() })).await;
+        app.state.secrets.put(&SecretPath::parse("platform/gitops").unwrap(), &SecretData::single(Sensitive::new(password.clone())), Precondition::None).await.unwrap();
+        let mut c = Client { app: &app, bodies: Vec::new() };
+        record_artifact(&app, 1, "main").await;
+        let promos = "/api/v1/components/shop/promotions";
+
+        // dev's directory holds a Deployment without labels or resources: Enforce violations
+        // fail the promotion with the rule, file and object named, and nothing is pushed.
+        let (_, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "dev", "overridePath": false })).await;
+        let p = c.finished(p["id"].as_str().unwrap()).await;
+        assert_eq!(p["state"], "failed", "{p}");
+        let reason = p["reason"].as_str().unwrap();
+        assert!(reason.starts_with("policy gate:") && reason.contains("require-labels in apps/shop/deployment.yaml (Deployment default/shop)") && reason.contains("nothing was pushed"), "{reason}");
+        assert_eq!(p["policy"]["passed"], false, "{p}");
+        let findings = p["policy"]["findings"].as_array().unwrap();
+        assert!(findings.iter().any(|f| f["mode"] == "enforce" && f["rule"] == "require-requests-limits" && f["file"] == "apps/shop/deployment.yaml"), "{findings:?}");
+        assert!(findings.iter().any(|f| f["mode"] == "audit" && f["rule"] == "require-probes"), "Audit mode from the policy file: {findings:?}");
+        assert_eq!(remote_file(&root, &repo, "apps/shop/deployment.yaml"), (DEPLOYMENT.to_string(), 1), "nothing was pushed");
+
+        // prod's directory complies but for probes, which the policy file audits: written,
+        // with the Audit findings recorded on the promotion.
+        let (s, p) = c.post(promos, ADMIN_USER, json!({ "digest": digest(1), "environment": "prod", "overridePath": true })).await;
+        assert_eq!(s, 201, "{p}");
+        let p = c.finished(p["id"].as_str().unwrap()).await;
+        assert_eq!(p["state"], "done", "{p}");
+        assert_eq!((p["policy"]["passed"].as_bool(), p["policy"]["directory"].as_str()), (Some(true), Some("apps/shop/ok")), "{p}");
+        let findings = p["policy"]["findings"].as_array().unwrap();
+        assert!(!findings.is_empty() && findings.iter().all(|f| f["mode"] == "audit" && f["rule"] == "require-probes" && f["object"] == "Deployment shop/shop"), "{findings:?}");
+        let (text, commits) = remote_file(&root, &repo, "apps/shop/ok/deployment.yaml");
+        assert!(text.contains(&digest(1)) && commits == 2, "{text}");
+        let r = app.client.get(app.url("/catalog/default/component/shop/deployments")).bearer_auth(app.token_for("user:default/rita").await).send().await.unwrap();
+        let tab = r.text().await.unwrap();
+        assert!(tab.contains("policy: failed: ") && tab.contains("enforce require-labels in apps/shop/deployment.yaml (Deployment default/shop)"), "the failed gate on the tab: {tab}");
+        assert!(tab.contains("policy: passed, ") && tab.contains("audit finding(s)"), "the passed gate on the tab: {tab}");
+        let (_, audit) = c.call(reqwest::Method::GET, "/api/v1/audit?action=release.promotion.policy&limit=10", Some(ADMIN_USER), None).await;
+        let events = audit["events"].as_array().or(audit.as_array()).unwrap().clone();
+        assert_eq!(events.len(), 2, "both gate results are audited: {audit}");
+    }
+
     async fn the_wait_timer_and_allowed_refs_gate_prod(backend: Backend) {
         let _logs = capture_logs();
         let Some((url, root, password)) = git_server() else { return };
@@ -618,6 +705,10 @@ on_both_backends! {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let id = p["id"].as_str().unwrap();
         assert_eq!(c.get(&format!("/api/v1/promotions/{id}")).await["state"], "waiting", "still soaking in dev");
+        let r = app.client.get(app.url("/catalog/default/component/shop/deployments")).bearer_auth(app.token_for("user:default/rita").await).send().await.unwrap();
+        let tab = r.text().await.unwrap();
+        let row = tab.split(&format!("data-promotion=\"{id}\"")).nth(1).unwrap().split("</tr>").next().unwrap();
+        assert!(row.contains("waiting") && row.contains("s left</td>"), "the wait timer's time left: {row}");
         assert_eq!(remote_file(&root, &repo, "apps/shop/prod/kustomization.yaml").0, KUSTOMIZATION);
         let p = c.finished(id).await;
         assert_eq!(p["state"], "done", "{p}");

@@ -182,11 +182,17 @@ async fn reject(State(state): State<AppState>, actor: Actor, Path(id): Path<Stri
     params(("component" = String, Path, description = "Component reference"), ("environment" = String, Path, description = "Environment name")),
     responses((status = 200, description = "Released"), (status = 403, body = super::error::Problem), (status = 404, body = super::error::Problem)))]
 async fn release_pin(State(state): State<AppState>, actor: Actor, Path((raw, environment)): Path<(String, String)>) -> Result<Json<Value>, AppError> {
-    let entity = component(&state, &raw)?;
-    authz::require(&state, &actor, Action::Promote, &authz::entity_target(&state, &entity)).await?;
-    let who = Who::of(&actor, "release pins")?;
-    Release::from_state(&state)?.release_pin(&who, &entity, &environment).await?;
+    let entity = release_environment_pin(&state, &actor, &raw, &environment).await?;
     Ok(Json(json!({ "component": entity.to_string(), "environment": environment, "pinned": false })))
+}
+
+/// Releases a pin (the API and the console's form both come here): owners only.
+pub async fn release_environment_pin(state: &AppState, actor: &Actor, raw: &str, environment: &str) -> Result<EntityRef, AppError> {
+    let entity = component(state, raw)?;
+    authz::require(state, actor, Action::Promote, &authz::entity_target(state, &entity)).await?;
+    let who = Who::of(actor, "release pins")?;
+    Release::from_state(state)?.release_pin(&who, &entity, environment).await?;
+    Ok(entity)
 }
 
 /// What a rollback asks for.

@@ -21,11 +21,13 @@ pub struct ReleaseSettings {
     /// How far an intake request's timestamp may be from Nova's clock.
     #[serde(with = "humantime_serde")]
     pub intake_window: Duration,
+    /// The platform policy file the policy gate checks with; default: nova-policy's defaults.
+    pub policy: Option<std::path::PathBuf>,
 }
 
 impl Default for ReleaseSettings {
     fn default() -> Self {
-        Self { push_attempts: 5, git_timeout: Duration::from_secs(120), intake_window: Duration::from_secs(300) }
+        Self { push_attempts: 5, git_timeout: Duration::from_secs(120), intake_window: Duration::from_secs(300), policy: None }
     }
 }
 
@@ -66,6 +68,10 @@ pub struct GitOpsTarget {
     /// default `image`.
     #[serde(default)]
     pub values_key: Option<String>,
+    /// A web page of a commit, `{commit}` replaced by its SHA (e.g.
+    /// `https://git.example.com/platform/deploy/commit/{commit}`), linked on the Deployments tab.
+    #[serde(default)]
+    pub commit_url: Option<String>,
     /// HTTP basic user sent with the credential.
     #[serde(default = "default_username")]
     pub username: String,
@@ -108,6 +114,8 @@ pub struct Gates {
     pub wait: Option<Duration>,
     /// Allowed git refs of the artifact (glob patterns); empty allows any.
     pub refs: Vec<String>,
+    /// Check the manifests of the target directory with nova-policy before the commit.
+    pub policy: bool,
 }
 
 /// Automatic promotion of Nova's builds.
@@ -149,6 +157,11 @@ impl Environment {
             }
             WriteKind::Kustomize => WriteTarget::Kustomize { image_name: g.image_name.clone().unwrap_or_else(|| p.repository.clone()) },
         })
+    }
+
+    /// The web page of a GitOps commit, when `gitops.commit_url` is set.
+    pub fn commit_link(&self, commit: &str) -> Option<String> {
+        self.config.gitops.commit_url.as_ref().map(|t| t.replace("{commit}", commit))
     }
 
     /// Whether `git_ref` passes the `refs` gate.
@@ -217,6 +230,12 @@ impl Environments {
                     super::helm_values::ValuesKey::parse(k).map_err(|e| (key(".gitops.values_key"), e))?;
                 }
                 (None, _) => {}
+            }
+            if let Some(u) = &g.commit_url {
+                let web = url::Url::parse(&u.replace("{commit}", "0")).is_ok_and(|p| matches!(p.scheme(), "https" | "http"));
+                if !web || !u.contains("{commit}") {
+                    return Err((key(".gitops.commit_url"), "must be an https:// or http:// URL containing {commit}, e.g. https://git.example.com/platform/deploy/commit/{commit}".into()));
+                }
             }
             if g.username.is_empty() || g.username.contains(':') {
                 return Err((key(".gitops.username"), "must be non-empty and contain no `:`".into()));
@@ -301,6 +320,12 @@ mod tests {
         assert_eq!(e.0, "environments.a.gitops.yaml_path");
         assert!(parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"a.yaml\", write = \"yaml-path\", yaml_path = \"spec.containers[name=app].image\" }\n").is_ok());
         assert!(parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"values.yaml\", write = \"helm-values\", values_key = \"app.image\" }\n").is_ok());
+        let with_url = parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"a.yaml\", commit_url = \"https://h/r/commit/{commit}\" }\n").unwrap();
+        assert_eq!(with_url.get("a").unwrap().commit_link("abc").as_deref(), Some("https://h/r/commit/abc"));
+        for bad in ["https://h/r/commit/", "javascript:alert(1)//{commit}"] {
+            let e = parse(&format!("[environments.a]\norder = 1\ngitops = {{ repository = \"https://h/r.git\", path = \"a.yaml\", commit_url = \"{bad}\" }}\n")).unwrap_err();
+            assert_eq!(e.0, "environments.a.gitops.commit_url", "{bad}");
+        }
         let e = parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"values.yaml\", write = \"helm-values\", values_key = \"app..image\" }\n").unwrap_err();
         assert_eq!(e.0, "environments.a.gitops.values_key");
         let e = parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"k.yaml\", values_key = \"image\" }\n").unwrap_err();

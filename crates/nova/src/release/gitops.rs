@@ -36,7 +36,13 @@ pub struct GitOpsWrite {
     pub message: String,
     pub username: String,
     pub credential: Option<Sensitive<String>>,
+    /// Runs in the clone after the edit, before the commit, with the clone's root and `path`;
+    /// `Err` (a reason) stops the write with nothing pushed (the policy gate).
+    pub check: Option<Check>,
 }
+
+/// A check of the edited clone: [`GitOpsWrite::check`].
+pub type Check = Arc<dyn Fn(&Path, &str) -> Result<(), String> + Send + Sync>;
 
 /// What in the file names the image.
 #[derive(Debug, Clone)]
@@ -113,6 +119,9 @@ async fn write_in(git: &Git, work: &Path, w: &GitOpsWrite, attempts: u32) -> Res
             Edit::Changed(t) => t,
         };
         tokio::fs::write(&file, changed).await.map_err(|e| transient(format!("cannot write {}: {e}", w.path)))?;
+        if let Some(check) = &w.check {
+            check(work, &w.path).map_err(permanent)?;
+        }
         git.run(Some(work), &["add", "--", &w.path]).await.map_err(transient)?;
         git.run(Some(work), &["-c", "user.name=Nova", "-c", "user.email=nova@localhost", "commit", "--quiet", "--no-verify", "-m", &w.message]).await.map_err(transient)?;
         match git.run(Some(work), &["push", "--quiet", "--porcelain", "origin", &format!("HEAD:refs/heads/{}", w.branch)]).await {

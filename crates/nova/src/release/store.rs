@@ -91,6 +91,8 @@ pub struct Promotion {
     /// The GitOps commit holding it.
     pub commit_sha: Option<String>,
     pub approvals: Vec<Approval>,
+    /// What the policy gate found, once the write has run it.
+    pub policy: Option<super::policy_gate::PolicyResult>,
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
@@ -188,9 +190,14 @@ impl PromotionStore {
     pub async fn get(&self, id: &str) -> Result<Option<Promotion>, StorageError> {
         let row = sqlx::query(self.db.sql(select("WHERE p.id = $1"))).bind(id).fetch_optional(self.db.pool()).await?;
         let Some(row) = row else { return Ok(None) };
-        let mut p = from_row(&row)?;
-        p.approvals = self.approvals(id).await?;
-        Ok(Some(p))
+        Ok(Some(self.complete(from_row(&row)?).await?))
+    }
+
+    /// A promotion read from its row, with its approvals and policy result.
+    async fn complete(&self, mut p: Promotion) -> Result<Promotion, StorageError> {
+        p.approvals = self.approvals(&p.id).await?;
+        p.policy = super::policy_gate::result(&self.db, &p.id).await?;
+        Ok(p)
     }
 
     /// A component's promotions, newest first, with their approvals.
@@ -198,9 +205,7 @@ impl PromotionStore {
         let rows = sqlx::query(self.db.sql(select("WHERE p.component_ref = $1 ORDER BY p.created_at DESC, p.id DESC LIMIT $2"))).bind(component_ref).bind(limit).fetch_all(self.db.pool()).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let mut p = from_row(r)?;
-            p.approvals = self.approvals(&p.id).await?;
-            out.push(p);
+            out.push(self.complete(from_row(r)?).await?);
         }
         Ok(out)
     }
@@ -209,7 +214,10 @@ impl PromotionStore {
     pub async fn current(&self, component_ref: &str, environment: &str) -> Result<Option<Promotion>, StorageError> {
         let sql = select("WHERE p.component_ref = $1 AND p.environment = $2 AND p.state = 'done' ORDER BY p.finished_at DESC, p.id DESC LIMIT 1");
         let row = sqlx::query(self.db.sql(sql)).bind(component_ref).bind(environment).fetch_optional(self.db.pool()).await?;
-        row.map(|r| from_row(&r)).transpose()
+        match row {
+            Some(r) => Ok(Some(self.complete(from_row(&r)?).await?)),
+            None => Ok(None),
+        }
     }
 
     /// When the digest was first deployed in the environment, if ever.
@@ -316,6 +324,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Promotion, StorageError> {
         not_before: r.try_get("not_before")?,
         commit_sha: r.try_get("commit_sha")?,
         approvals: Vec::new(),
+        policy: None,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         finished_at: r.try_get("finished_at")?,
