@@ -105,6 +105,22 @@ async fn start(backend: Backend, url: &str, repo: &str, password: &str, auto: bo
     app
 }
 
+/// Nova over the shop catalog with `environments` (TOML `[name]` tables) and the deploy
+/// credential stored; `tweak` adjusts the rest of the configuration.
+async fn start_with(backend: Backend, environments: &str, password: &str, tweak: impl FnOnce(&mut nova::config::Config) + Send + 'static) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "org.yaml", ORG);
+    write_file(dir.path(), "shop.yaml", &component_yaml("shop", "shop-team"));
+    let envs: BTreeMap<String, EnvironmentConfig> = toml::from_str(environments).expect("environments parse");
+    let configure = move |c: &mut nova::config::Config| {
+        c.environments = envs;
+        tweak(c);
+    };
+    let app = spawn_app_with(backend, with_admin(Options { locations: vec!["org.yaml".into(), "shop.yaml".into()], dir: Some(dir), configure: Some(Box::new(configure)), ..Default::default() })).await;
+    app.state.secrets.put(&SecretPath::parse("platform/gitops").unwrap(), &SecretData::single(Sensitive::new(password.to_string())), Precondition::None).await.expect("store the deploy credential");
+    app
+}
+
 /// Every response body seen, for the leak check.
 struct Client<'a> {
     app: &'a TestApp,
@@ -554,16 +570,11 @@ on_both_backends! {
         let _logs = capture_logs();
         let Some((url, root, password)) = git_server() else { return };
         let repo = publish_gitops(&root);
-        let dir = tempfile::tempdir().unwrap();
-        write_file(dir.path(), "org.yaml", ORG);
-        write_file(dir.path(), "shop.yaml", &component_yaml("shop", "shop-team"));
         let text = format!(
             "[dev]\norder = 1\n[dev.gitops]\nrepository = \"{url}/{repo}.git\"\npath = \"apps/{{component}}/deployment.yaml\"\nwrite = \"yaml-path\"\nyaml_path = \"spec.template.spec.containers[name=app].image\"\nusername = \"nova-test\"\ncredential = {{ store = \"platform/gitops\" }}\n\
              [prod]\norder = 2\n[prod.gitops]\nrepository = \"{url}/{repo}.git\"\npath = \"apps/{{component}}/deployment.yaml\"\nwrite = \"yaml-path\"\nyaml_path = \"spec.template.spec.containers[name=web].image\"\nusername = \"nova-test\"\ncredential = {{ store = \"platform/gitops\" }}\n"
         );
-        let envs: BTreeMap<String, EnvironmentConfig> = toml::from_str(&text).unwrap();
-        let app = spawn_app_with(backend, with_admin(Options { locations: vec!["org.yaml".into(), "shop.yaml".into()], dir: Some(dir), configure: Some(Box::new(move |c| c.environments = envs)), ..Default::default() })).await;
-        app.state.secrets.put(&SecretPath::parse("platform/gitops").unwrap(), &SecretData::single(Sensitive::new(password.clone())), Precondition::None).await.unwrap();
+        let app = start_with(backend, &text, &password, |_| {}).await;
         let mut c = Client { app: &app, bodies: Vec::new() };
         record_artifact(&app, 1, "main").await;
         let promos = "/api/v1/components/shop/promotions";
@@ -586,16 +597,11 @@ on_both_backends! {
         let _logs = capture_logs();
         let Some((url, root, password)) = git_server() else { return };
         let repo = publish_gitops(&root);
-        let dir = tempfile::tempdir().unwrap();
-        write_file(dir.path(), "org.yaml", ORG);
-        write_file(dir.path(), "shop.yaml", &component_yaml("shop", "shop-team"));
         let text = format!(
             "[dev]\norder = 1\n[dev.gitops]\nrepository = \"{url}/{repo}.git\"\npath = \"apps/{{component}}/values.yaml\"\nwrite = \"helm-values\"\nusername = \"nova-test\"\ncredential = {{ store = \"platform/gitops\" }}\n\
              [prod]\norder = 2\n[prod.gitops]\nrepository = \"{url}/{repo}.git\"\npath = \"apps/{{component}}/values.yaml\"\nwrite = \"helm-values\"\nvalues_key = \"app.image\"\nusername = \"nova-test\"\ncredential = {{ store = \"platform/gitops\" }}\n"
         );
-        let envs: BTreeMap<String, EnvironmentConfig> = toml::from_str(&text).unwrap();
-        let app = spawn_app_with(backend, with_admin(Options { locations: vec!["org.yaml".into(), "shop.yaml".into()], dir: Some(dir), configure: Some(Box::new(move |c| c.environments = envs)), ..Default::default() })).await;
-        app.state.secrets.put(&SecretPath::parse("platform/gitops").unwrap(), &SecretData::single(Sensitive::new(password.clone())), Precondition::None).await.unwrap();
+        let app = start_with(backend, &text, &password, |_| {}).await;
         let mut c = Client { app: &app, bodies: Vec::new() };
         record_artifact(&app, 1, "main").await;
         let promos = "/api/v1/components/shop/promotions";
@@ -627,16 +633,11 @@ on_both_backends! {
         let Some((url, root, password)) = git_server() else { return };
         let repo = publish_gitops(&root);
         let dir = tempfile::tempdir().unwrap();
-        write_file(dir.path(), "org.yaml", ORG);
-        write_file(dir.path(), "shop.yaml", &component_yaml("shop", "shop-team"));
         let policy = write_file(dir.path(), "policy.yaml", "rules:\n  require-probes:\n    mode: Audit\n");
         let target = |env: &str, order: u32, path: &str| format!(
             "[{env}]\norder = {order}\ngates = {{ policy = true }}\n[{env}.gitops]\nrepository = \"{url}/{repo}.git\"\npath = \"{path}\"\nwrite = \"yaml-path\"\nyaml_path = \"spec.template.spec.containers[name=app].image\"\nusername = \"nova-test\"\ncredential = {{ store = \"platform/gitops\" }}\n");
         let text = format!("{}{}", target("dev", 1, "apps/{component}/deployment.yaml"), target("prod", 2, "apps/{component}/ok/deployment.yaml"));
-        let envs: BTreeMap<String, EnvironmentConfig> = toml::from_str(&text).unwrap();
-        let app = spawn_app_with(backend, with_admin(Options { locations: vec!["org.yaml".into(), "shop.yaml".into()], dir: Some(dir),
-            configure: Some(Box::new(move |c| { c.environments = envs; c.release.policy = Some(policy); })), ..Default::default() })).await;
-        app.state.secrets.put(&SecretPath::parse("platform/gitops").unwrap(), &SecretData::single(Sensitive::new(password.clone())), Precondition::None).await.unwrap();
+        let app = start_with(backend, &text, &password, move |c| c.release.policy = Some(policy)).await;
         let mut c = Client { app: &app, bodies: Vec::new() };
         record_artifact(&app, 1, "main").await;
         let promos = "/api/v1/components/shop/promotions";
