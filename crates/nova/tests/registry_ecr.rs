@@ -248,3 +248,25 @@ async fn an_unreachable_ecr_endpoint_is_unavailable_not_an_error() {
     let html = app.get("/catalog/default/component/svc/images").await;
     assert_eq!(html.status(), 200);
 }
+
+/// The release intake's registry check on ECR: `DescribeImages` by digest says whether the
+/// repository holds the image; a missing repository is `NotFound`.
+#[tokio::test]
+async fn ecr_says_whether_a_repository_holds_a_digest() {
+    use nova::registry::{RegistryError, RegistryProvider};
+    use nova_domain::{Digest, RepositoryName};
+    let Some(url) = moto() else { return };
+    let client = ecr(&url).await;
+    let repo = unique("payments/intake");
+    client.create_repository().repository_name(&repo).send().await.unwrap();
+    let pushed = put(&client, &repo, "v1", &image_manifest("intake"), "application/vnd.oci.image.manifest.v1+json").await;
+    let nova::registry::RegistryDef::Ecr(config) = registry_def(&url) else { panic!("an ECR registry") };
+    let registry = nova::registry::ecr::EcrRegistry::new(&config, &Default::default()).await;
+    let name = RepositoryName::parse(&repo).unwrap();
+    assert_eq!(registry.has_manifest(&name, &Digest::parse(&pushed).unwrap()).await, Ok(true));
+    let other = Digest::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
+    assert_eq!(registry.has_manifest(&name, &other).await, Ok(false));
+    let missing = RepositoryName::parse(&unique("payments/none")).unwrap();
+    assert!(matches!(registry.has_manifest(&missing, &other).await, Err(RegistryError::NotFound(_))));
+    assert_eq!(registry.pull_host(), format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"));
+}

@@ -61,32 +61,8 @@ fn policy_check(
         None => Policy::default(),
     };
     let options = CheckOptions::default();
-    let limit = options.budget.max_reader_input_bytes.unwrap_or(usize::MAX);
-    let mut sources = Vec::new();
-    for path in &args.paths {
-        find_sources(path, &mut sources);
-    }
-    let contents: Vec<(String, Result<String, String>)> = sources
-        .into_iter()
-        .map(|source| match source {
-            Source::Stdin => ("-".to_owned(), read_limited(stdin, limit)),
-            Source::File(path) => {
-                let text = fs::File::open(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|mut f| read_limited(&mut f, limit));
-                (path.display().to_string(), text)
-            }
-            Source::Broken(path, problem) => (path.display().to_string(), Err(problem)),
-        })
-        .collect();
-    let inputs: Vec<Input<'_>> = contents
-        .iter()
-        .map(|(name, text)| match text {
-            Ok(text) => Input::text(name, text),
-            Err(problem) => Input::unreadable(name, problem),
-        })
-        .collect();
-    let report = check_documents_with(&policy, &inputs, &options);
+    let contents = read_manifests(&args.paths, Some(stdin), &options);
+    let report = check_contents(&policy, &contents, &options);
     if let Err(error) = render(&report, args.output, stdout).and_then(|()| stdout.flush()) {
         let _ = writeln!(
             stderr,
@@ -101,6 +77,53 @@ fn policy_check(
     } else {
         EXIT_OK
     }
+}
+
+/// The text of every manifest `paths` name (files, directories searched as `nova policy
+/// check` does, `-` for `stdin` when given), each with its display name, or why it could not
+/// be read; each input is read up to the budget's `max_reader_input_bytes`.
+pub fn read_manifests(
+    paths: &[PathBuf],
+    mut stdin: Option<&mut dyn Read>,
+    options: &CheckOptions,
+) -> Vec<(String, Result<String, String>)> {
+    let limit = options.budget.max_reader_input_bytes.unwrap_or(usize::MAX);
+    let mut sources = Vec::new();
+    for path in paths {
+        find_sources(path, &mut sources);
+    }
+    sources
+        .into_iter()
+        .map(|source| match source {
+            Source::Stdin => match stdin.as_mut() {
+                Some(reader) => ("-".to_owned(), read_limited(&mut **reader, limit)),
+                None => ("-".to_owned(), Err("standard input is not read here".to_owned())),
+            },
+            Source::File(path) => {
+                let text = fs::File::open(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut f| read_limited(&mut f, limit));
+                (path.display().to_string(), text)
+            }
+            Source::Broken(path, problem) => (path.display().to_string(), Err(problem)),
+        })
+        .collect()
+}
+
+/// Checks what [`read_manifests`] read.
+pub fn check_contents(
+    policy: &Policy,
+    contents: &[(String, Result<String, String>)],
+    options: &CheckOptions,
+) -> super::Report {
+    let inputs: Vec<Input<'_>> = contents
+        .iter()
+        .map(|(name, text)| match text {
+            Ok(text) => Input::text(name, text),
+            Err(problem) => Input::unreadable(name, problem),
+        })
+        .collect();
+    check_documents_with(policy, &inputs, options)
 }
 
 /// Where manifests come from.

@@ -4,11 +4,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::login::ServerArgs;
+use super::login::{ServerArgs, answer};
 
 #[derive(Subcommand)]
 pub enum BuildCommand {
@@ -65,16 +65,6 @@ pub fn run(cmd: BuildCommand) -> ExitCode {
             }
         })
         .unwrap_or_else(super::fail)
-}
-
-async fn answer(res: reqwest::Response) -> anyhow::Result<Value> {
-    let status = res.status();
-    let body: Value = res.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        let detail = body["detail"].as_str().map(str::to_string).unwrap_or_else(|| body.to_string());
-        bail!("the server refused ({status}): {detail}");
-    }
-    Ok(body)
 }
 
 async fn start(args: StartArgs) -> anyhow::Result<ExitCode> {

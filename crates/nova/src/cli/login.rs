@@ -61,6 +61,26 @@ impl ServerArgs {
     }
 }
 
+/// The server answered a request with an error status: its problem's `detail` is the message.
+#[derive(Debug, thiserror::Error)]
+#[error("the server refused ({status}): {detail}")]
+pub struct Refused {
+    pub status: reqwest::StatusCode,
+    pub detail: String,
+}
+
+/// The JSON body of a successful answer; a [`Refused`] error (with the problem's `detail`)
+/// otherwise.
+pub async fn answer(res: reqwest::Response) -> anyhow::Result<serde_json::Value> {
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap_or(serde_json::Value::Null);
+    if !status.is_success() {
+        let detail = body["detail"].as_str().map(str::to_string).unwrap_or_else(|| body.to_string());
+        return Err(Refused { status, detail }.into());
+    }
+    Ok(body)
+}
+
 /// What `nova login` stores.
 #[derive(Serialize, Deserialize)]
 struct StoredLogin {

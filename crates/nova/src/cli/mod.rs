@@ -8,6 +8,7 @@ mod credentials;
 mod doctor;
 mod registry;
 mod flags;
+mod release;
 mod hydrate;
 mod login;
 mod serve;
@@ -44,6 +45,16 @@ enum Command {
     /// Ask a running Nova for image builds and follow them.
     #[command(subcommand)]
     Build(build::BuildCommand),
+    /// Ask for an artifact (by digest) to be promoted to an environment (docs/RELEASE.md).
+    Promote(release::PromoteArgs),
+    /// Approve a pending promotion.
+    Approve(release::DecideArgs),
+    /// Reject a pending promotion.
+    Reject(release::DecideArgs),
+    /// Roll an environment back to the artifact it ran before (or `--to` an earlier one).
+    Rollback(release::RollbackArgs),
+    /// A component's environments, what runs in each, and its pending promotions.
+    Promotions(release::PromotionsArgs),
     /// List and change feature flags.
     #[command(subcommand)]
     Flags(flags::FlagsCommand),
@@ -90,6 +101,11 @@ pub fn main() -> ExitCode {
         Command::Flags(cmd) => flags::run(cmd),
         Command::Credentials(cmd) => credentials::run(cmd),
         Command::Build(cmd) => build::run(cmd),
+        Command::Promote(a) => release::run(release::ReleaseCommand::Promote(a)),
+        Command::Approve(a) => release::run(release::ReleaseCommand::Approve(a)),
+        Command::Reject(a) => release::run(release::ReleaseCommand::Reject(a)),
+        Command::Rollback(a) => release::run(release::ReleaseCommand::Rollback(a)),
+        Command::Promotions(a) => release::run(release::ReleaseCommand::Promotions(a)),
         Command::Policy(PolicyCommand::Check(args)) => nova_policy::run_policy_check(args),
         Command::Hydrate(cmd) => hydrate::run(cmd),
         Command::Registry(cmd) => registry::run(cmd),

@@ -39,7 +39,7 @@ pub fn routes() -> Router<AppState> {
         super::credentials_api::list, super::credentials_api::one, super::credentials_api::put, super::credentials_api::revoke,
         super::builds_api::request, super::builds_api::list, super::builds_api::one, super::builds_api::cancel, super::builds_api::log, super::builds_api::events,
         super::release_api::artifacts, super::release_api::environments, super::release_api::promotions, super::release_api::promote, super::release_api::one,
-        super::release_api::approve, super::release_api::reject, super::release_api::release_pin, super::release_api::intake, super::release_api::rotate_intake_secret,
+        super::release_api::approve, super::release_api::reject, super::release_api::release_pin, super::release_api::rollback, super::release_api::intake, super::release_api::rotate_intake_secret,
     ),
     components(schemas(ErrorsResponse, ErrorItem, LocationItem, ClaimsResponse, MeResponse, Problem,
         crate::git_remote::AccessCheck, crate::secrets::credential_uses::LastUse,
@@ -47,7 +47,7 @@ pub fn routes() -> Router<AppState> {
         crate::secrets::credentials::CredentialInfo, crate::secrets::credentials::CredentialRequest, crate::secrets::credentials::CredentialKind,
         super::builds_api::BuildRequest, super::builds_api::BuildArgInput, crate::builds::store::Build, crate::builds::store::StoredBuildArg,
         crate::release::artifacts::Artifact, crate::release::store::Promotion, crate::release::store::PromotionState, crate::release::store::Approval,
-        crate::release::store::Pin, crate::release::EnvironmentStatus, crate::release::PromotionRequest, super::release_api::IntakeRequest))
+        crate::release::store::Pin, crate::release::EnvironmentStatus, crate::release::PromotionRequest, super::release_api::IntakeRequest, super::release_api::RollbackRequest))
 )]
 struct ApiDoc;
 

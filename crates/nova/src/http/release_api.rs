@@ -3,7 +3,8 @@
 //! `GET /api/v1/components/{ref}/artifacts`, `GET /api/v1/components/{ref}/environments`,
 //! `GET|POST /api/v1/components/{ref}/promotions`, `GET /api/v1/promotions/{id}`,
 //! `POST /api/v1/promotions/{id}/approvals`, `POST /api/v1/promotions/{id}/reject`,
-//! `DELETE /api/v1/components/{ref}/environments/{env}/pin`; the intake webhook for external CI,
+//! `DELETE /api/v1/components/{ref}/environments/{env}/pin`,
+//! `POST /api/v1/components/{ref}/environments/{env}/rollback`; the intake webhook for external CI,
 //! `POST /api/v1/artifacts`, and its per-team secret, `POST /api/v1/teams/{team}/intake-secret`.
 //! Promoting needs ownership of the component; approving needs membership of the environment's
 //! approver groups; intake needs the owning team's signature. Every change and every refusal is
@@ -32,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/components/{component}/artifacts", get(artifacts))
         .route("/components/{component}/environments", get(environments))
         .route("/components/{component}/environments/{environment}/pin", delete(release_pin))
+        .route("/components/{component}/environments/{environment}/rollback", post(rollback))
         .route("/components/{component}/promotions", get(promotions).post(promote))
         .route("/promotions/{id}", get(one))
         .route("/promotions/{id}/approvals", post(approve))
@@ -104,9 +106,15 @@ async fn promote(State(state): State<AppState>, actor: Actor, Path(raw): Path<St
     Ok((StatusCode::CREATED, Json(p)))
 }
 
-/// Asks for a promotion (the API and the console's form both come here): the component must
-/// exist and the caller own it; a body that could not be read is audited as refused.
+/// Asks for a promotion (the API and the console's form both come here).
 pub async fn request_promotion(state: &AppState, actor: &Actor, raw: &str, parsed: Result<PromotionRequest, AppError>) -> Result<Promotion, AppError> {
+    let (entity, who, req) = owner_request(state, actor, raw, parsed, "promote").await?;
+    Release::from_state(state)?.request(&who, &entity, &req).await
+}
+
+/// What promoting and rolling back share: the component must exist and the caller own it; a
+/// body that could not be read is audited as a refused request.
+async fn owner_request<T>(state: &AppState, actor: &Actor, raw: &str, parsed: Result<T, AppError>, to: &str) -> Result<(EntityRef, Who, T), AppError> {
     let entity = component(state, raw)?;
     authz::require(state, actor, Action::Promote, &authz::entity_target(state, &entity)).await?;
     let req = match parsed {
@@ -116,8 +124,7 @@ pub async fn request_promotion(state: &AppState, actor: &Actor, raw: &str, parse
             return Err(e);
         }
     };
-    let who = Who::of(actor, "promote")?;
-    Release::from_state(state)?.request(&who, &entity, &req).await
+    Ok((entity, Who::of(actor, to)?, req))
 }
 
 /// One promotion with its approvals.
@@ -175,11 +182,44 @@ async fn reject(State(state): State<AppState>, actor: Actor, Path(id): Path<Stri
     params(("component" = String, Path, description = "Component reference"), ("environment" = String, Path, description = "Environment name")),
     responses((status = 200, description = "Released"), (status = 403, body = super::error::Problem), (status = 404, body = super::error::Problem)))]
 async fn release_pin(State(state): State<AppState>, actor: Actor, Path((raw, environment)): Path<(String, String)>) -> Result<Json<Value>, AppError> {
-    let entity = component(&state, &raw)?;
-    authz::require(&state, &actor, Action::Promote, &authz::entity_target(&state, &entity)).await?;
-    let who = Who::of(&actor, "release pins")?;
-    Release::from_state(&state)?.release_pin(&who, &entity, &environment).await?;
+    let entity = release_environment_pin(&state, &actor, &raw, &environment).await?;
     Ok(Json(json!({ "component": entity.to_string(), "environment": environment, "pinned": false })))
+}
+
+/// Releases a pin (the API and the console's form both come here): owners only.
+pub async fn release_environment_pin(state: &AppState, actor: &Actor, raw: &str, environment: &str) -> Result<EntityRef, AppError> {
+    let entity = component(state, raw)?;
+    authz::require(state, actor, Action::Promote, &authz::entity_target(state, &entity)).await?;
+    let who = Who::of(actor, "release pins")?;
+    Release::from_state(state)?.release_pin(&who, &entity, environment).await?;
+    Ok(entity)
+}
+
+/// What a rollback asks for.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The artifact to go back to; default: the one deployed before the current one.
+    pub digest: Option<String>,
+}
+
+/// Rolls an environment back: promotes the artifact it ran before the current one (or the
+/// given earlier one). Owners only; the environment's gates apply; once done it pins the
+/// environment.
+#[utoipa::path(post, path = "/api/v1/components/{component}/environments/{environment}/rollback", request_body = RollbackRequest,
+    params(("component" = String, Path, description = "Component reference"), ("environment" = String, Path, description = "Environment name")),
+    responses((status = 201, body = Promotion), (status = 400, body = super::error::Problem), (status = 403, body = super::error::Problem),
+              (status = 404, body = super::error::Problem), (status = 409, description = "Nothing earlier to roll back to, or a gate refused it", body = super::error::Problem)))]
+async fn rollback(State(state): State<AppState>, actor: Actor, Path((raw, environment)): Path<(String, String)>, body: axum::body::Bytes) -> Result<(StatusCode, Json<Promotion>), AppError> {
+    let parsed = if body.iter().all(u8::is_ascii_whitespace) { Ok(RollbackRequest::default()) } else { serde_json::from_slice::<RollbackRequest>(&body).map_err(|e| AppError::invalid("body", format!("must be {{digest?}}: {e}"))) };
+    let p = request_rollback(&state, &actor, &raw, &environment, parsed).await?;
+    Ok((StatusCode::CREATED, Json(p)))
+}
+
+/// Asks for a rollback (the API and the console's form both come here).
+pub async fn request_rollback(state: &AppState, actor: &Actor, raw: &str, environment: &str, parsed: Result<RollbackRequest, AppError>) -> Result<Promotion, AppError> {
+    let (entity, who, req) = owner_request(state, actor, raw, parsed, "roll back").await?;
+    Release::from_state(state)?.rollback(&who, &entity, environment, req.digest.as_deref()).await
 }
 
 /// An artifact external CI reports.
@@ -270,6 +310,9 @@ async fn accept_intake(state: &AppState, timestamp: Option<String>, signature: O
             return Err(fail(AppError::invalid(field, "must be 1 to 255 characters without spaces or control characters")));
         }
     }
+    let snapshot = state.catalog.snapshot();
+    let record = snapshot.get(&entity).ok_or_else(|| fail(AppError::NotFound(format!("no component {target} in the catalog"))))?;
+    crate::release::registry_check::verify(&state.registry, record, repo, &digest).await.map_err(fail)?;
     let new = NewArtifact {
         component_ref: target.clone(),
         repository: repo.to_string(),

@@ -310,6 +310,20 @@ impl RegistryProvider for EcrRegistry {
         Ok(ScanReport { summary, findings })
     }
 
+    async fn has_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool, RegistryError> {
+        let id = ImageIdentifier::builder().image_digest(digest.as_str()).build();
+        let found = self.client.describe_images().registry_id(&self.account_id).repository_name(repository.as_str()).image_ids(id).send().await;
+        match found {
+            Ok(out) => Ok(out.image_details().iter().any(|d| d.image_digest() == Some(digest.as_str()))),
+            Err(e) if e.code() == Some("ImageNotFoundException") => Ok(false),
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    fn pull_host(&self) -> String {
+        format!("{}.dkr.ecr.{}.amazonaws.com", self.account_id, self.region)
+    }
+
     async fn list_repositories(&self) -> Result<Option<Vec<ListedRepository>>, RegistryError> {
         let mut pages = self.client.describe_repositories().registry_id(&self.account_id).into_paginator().items().send();
         let mut out = Vec::new();

@@ -261,6 +261,14 @@ pub trait RegistryProvider: Send + Sync {
     /// Every repository in the registry, with its resource tags where the registry has them,
     /// for the drift report. `Ok(None)` when the registry does not list repositories.
     async fn list_repositories(&self) -> Result<Option<Vec<ListedRepository>>, RegistryError>;
+
+    /// Whether the repository holds a manifest (image or index) with this digest; a missing
+    /// repository is `NotFound`.
+    async fn has_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool, RegistryError>;
+
+    /// The host images are pulled from (`registry.example.com`, `host:5000`,
+    /// `<account>.dkr.ecr.<region>.amazonaws.com`): how CI names the repositories it pushed.
+    fn pull_host(&self) -> String;
 }
 
 /// A repository as the registry lists it.

@@ -21,11 +21,13 @@ pub struct ReleaseSettings {
     /// How far an intake request's timestamp may be from Nova's clock.
     #[serde(with = "humantime_serde")]
     pub intake_window: Duration,
+    /// The platform policy file the policy gate checks with; default: nova-policy's defaults.
+    pub policy: Option<std::path::PathBuf>,
 }
 
 impl Default for ReleaseSettings {
     fn default() -> Self {
-        Self { push_attempts: 5, git_timeout: Duration::from_secs(120), intake_window: Duration::from_secs(300) }
+        Self { push_attempts: 5, git_timeout: Duration::from_secs(120), intake_window: Duration::from_secs(300), policy: None }
     }
 }
 
@@ -76,6 +78,14 @@ pub struct GitOpsTarget {
     /// `spec.template.spec.containers[name=app].image`.
     #[serde(default)]
     pub yaml_path: Option<String>,
+    /// With `write = "helm-values"`: the mapping holding `repository`, `digest` (and `tag`);
+    /// default `image`.
+    #[serde(default)]
+    pub values_key: Option<String>,
+    /// A web page of a commit, `{commit}` replaced by its SHA (e.g.
+    /// `https://git.example.com/platform/deploy/commit/{commit}`), linked on the Deployments tab.
+    #[serde(default)]
+    pub commit_url: Option<String>,
     /// HTTP basic user sent with the credential.
     #[serde(default = "default_username")]
     pub username: String,
@@ -101,6 +111,8 @@ pub enum WriteKind {
     Kustomize,
     /// The string at `yaml_path` becomes `repository@digest`.
     YamlPath,
+    /// A Helm values file: `<values_key>.repository` and `.digest` (and `.tag` if present).
+    HelmValues,
 }
 
 /// An environment's gates; all enforced by the server.
@@ -116,6 +128,8 @@ pub struct Gates {
     pub wait: Option<Duration>,
     /// Allowed git refs of the artifact (glob patterns); empty allows any.
     pub refs: Vec<String>,
+    /// Check the manifests of the target directory with nova-policy before the commit.
+    pub policy: bool,
 }
 
 /// Automatic promotion of Nova's builds.
@@ -139,6 +153,29 @@ impl Environment {
     /// The file to edit for a component.
     pub fn path_for(&self, component: &EntityRef) -> String {
         self.config.gitops.path.replace("{component}", component.name()).replace("{namespace}", component.namespace())
+    }
+
+    /// What in the environment's file names the promotion's image.
+    pub fn write_target(&self, p: &super::store::Promotion) -> Result<super::gitops::WriteTarget, String> {
+        use super::gitops::WriteTarget;
+        let g = &self.config.gitops;
+        Ok(match g.write {
+            WriteKind::YamlPath => {
+                let shown = g.yaml_path.clone().unwrap_or_default();
+                let path = super::yaml_path::YamlPath::parse(&shown).map_err(|e| format!("environments.{}.gitops.yaml_path: {e}", self.name))?;
+                WriteTarget::YamlPath { path, shown }
+            }
+            WriteKind::HelmValues => {
+                let key = super::helm_values::ValuesKey::parse(g.values_key.as_deref().unwrap_or("image")).map_err(|e| format!("environments.{}.gitops.values_key: {e}", self.name))?;
+                WriteTarget::HelmValues { key, tag: p.tags.first().cloned() }
+            }
+            WriteKind::Kustomize => WriteTarget::Kustomize { image_name: g.image_name.clone().unwrap_or_else(|| p.repository.clone()) },
+        })
+    }
+
+    /// The web page of a GitOps commit, when `gitops.commit_url` is set.
+    pub fn commit_link(&self, commit: &str) -> Option<String> {
+        self.config.gitops.commit_url.as_ref().map(|t| t.replace("{commit}", commit))
     }
 
     /// Whether `git_ref` passes the `refs` gate.
@@ -197,9 +234,22 @@ impl Environments {
                 (WriteKind::YamlPath, Some(p), None) => {
                     super::yaml_path::YamlPath::parse(p).map_err(|e| (key(".gitops.yaml_path"), e))?;
                 }
-                (WriteKind::YamlPath, Some(_), Some(_)) => return Err((key(".gitops.image_name"), "is for write = \"kustomize\" only".into())),
-                (WriteKind::Kustomize, Some(_), _) => return Err((key(".gitops.yaml_path"), "is for write = \"yaml-path\" only".into())),
-                (WriteKind::Kustomize, None, _) => {}
+                (WriteKind::YamlPath | WriteKind::HelmValues, _, Some(_)) => return Err((key(".gitops.image_name"), "is for write = \"kustomize\" only".into())),
+                (WriteKind::Kustomize | WriteKind::HelmValues, Some(_), _) => return Err((key(".gitops.yaml_path"), "is for write = \"yaml-path\" only".into())),
+                (WriteKind::Kustomize | WriteKind::HelmValues, None, _) => {}
+            }
+            match (&g.values_key, g.write) {
+                (Some(_), WriteKind::Kustomize | WriteKind::YamlPath) => return Err((key(".gitops.values_key"), "is for write = \"helm-values\" only".into())),
+                (Some(k), WriteKind::HelmValues) => {
+                    super::helm_values::ValuesKey::parse(k).map_err(|e| (key(".gitops.values_key"), e))?;
+                }
+                (None, _) => {}
+            }
+            if let Some(u) = &g.commit_url {
+                let web = url::Url::parse(&u.replace("{commit}", "0")).is_ok_and(|p| matches!(p.scheme(), "https" | "http"));
+                if !web || !u.contains("{commit}") {
+                    return Err((key(".gitops.commit_url"), "must be an https:// or http:// URL containing {commit}, e.g. https://git.example.com/platform/deploy/commit/{commit}".into()));
+                }
             }
             if g.username.is_empty() || g.username.contains(':') {
                 return Err((key(".gitops.username"), "must be non-empty and contain no `:`".into()));
@@ -283,6 +333,17 @@ mod tests {
         let e = parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"a.yaml\", write = \"yaml-path\", yaml_path = \"a[\" }\n").unwrap_err();
         assert_eq!(e.0, "environments.a.gitops.yaml_path");
         assert!(parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"a.yaml\", write = \"yaml-path\", yaml_path = \"spec.containers[name=app].image\" }\n").is_ok());
+        assert!(parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"values.yaml\", write = \"helm-values\", values_key = \"app.image\" }\n").is_ok());
+        let with_url = parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"a.yaml\", commit_url = \"https://h/r/commit/{commit}\" }\n").unwrap();
+        assert_eq!(with_url.get("a").unwrap().commit_link("abc").as_deref(), Some("https://h/r/commit/abc"));
+        for bad in ["https://h/r/commit/", "javascript:alert(1)//{commit}"] {
+            let e = parse(&format!("[environments.a]\norder = 1\ngitops = {{ repository = \"https://h/r.git\", path = \"a.yaml\", commit_url = \"{bad}\" }}\n")).unwrap_err();
+            assert_eq!(e.0, "environments.a.gitops.commit_url", "{bad}");
+        }
+        let e = parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"values.yaml\", write = \"helm-values\", values_key = \"app..image\" }\n").unwrap_err();
+        assert_eq!(e.0, "environments.a.gitops.values_key");
+        let e = parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"k.yaml\", values_key = \"image\" }\n").unwrap_err();
+        assert!(e.0 == "environments.a.gitops.values_key" && e.1.contains("helm-values"), "{e:?}");
         let e = parse("[environments.a]\norder = 1\ngitops = { repository = \"https://h/r.git\", path = \"../a.yaml\" }\n").unwrap_err();
         assert_eq!(e.0, "environments.a.gitops.path");
         let e = parse(&format!("[environments.a]\norder = 1\n{GITOPS}\n[environments.b]\norder = 2\n{GITOPS}\nauto_promote = {{ refs = [\"main\"] }}\n")).unwrap_err();

@@ -1,5 +1,6 @@
 //! Writing an image reference into a GitOps repository with the `git` executable: a shallow
-//! clone of the branch, the file edited ([`super::kustomize`] or [`super::yaml_path`]), a
+//! clone of the branch, the file edited ([`super::kustomize`], [`super::yaml_path`] or
+//! [`super::helm_values`]), a
 //! commit, a push. A push that
 //! another writer beat is retried from a fresh fetch with the edit re-applied; a file that
 //! already names the digest is left alone (so a job that reruns after a crash, when its push
@@ -18,6 +19,7 @@ use std::time::Duration;
 use nova_domain::Sensitive;
 
 use super::kustomize::{Edit, set_image};
+use super::helm_values::ValuesKey;
 use super::yaml_path::{YamlPath, set_reference};
 
 /// One write to make.
@@ -34,7 +36,13 @@ pub struct GitOpsWrite {
     pub message: String,
     pub username: String,
     pub credential: Option<Sensitive<String>>,
+    /// Runs in the clone after the edit, before the commit, with the clone's root and `path`;
+    /// `Err` (a reason) stops the write with nothing pushed (the policy gate).
+    pub check: Option<Check>,
 }
+
+/// A check of the edited clone: [`GitOpsWrite::check`].
+pub type Check = Arc<dyn Fn(&Path, &str) -> Result<(), String> + Send + Sync>;
 
 /// What in the file names the image.
 #[derive(Debug, Clone)]
@@ -43,6 +51,8 @@ pub enum WriteTarget {
     Kustomize { image_name: String },
     /// The string at a YAML path (`shown` as configured, for messages).
     YamlPath { path: YamlPath, shown: String },
+    /// A Helm values file's mapping at `key`; `tag` replaces its `tag`, if it has one.
+    HelmValues { key: ValuesKey, tag: Option<String> },
 }
 
 /// What a write did.
@@ -102,12 +112,16 @@ async fn write_in(git: &Git, work: &Path, w: &GitOpsWrite, attempts: u32) -> Res
         let edit = match &w.target {
             WriteTarget::Kustomize { image_name } => set_image(&text, image_name, &w.new_name, &w.digest),
             WriteTarget::YamlPath { path, shown } => set_reference(&text, path, shown, &format!("{}@{}", w.new_name, w.digest)),
+            WriteTarget::HelmValues { key, tag } => super::helm_values::set_image(&text, key, &w.new_name, &w.digest, tag.as_deref()),
         };
         let changed = match edit.map_err(|e| permanent(format!("{} {e}", w.path)))? {
             Edit::AlreadySet => return Ok(Written { commit: git.head(work).await.map_err(transient)?, changed: false }),
             Edit::Changed(t) => t,
         };
         tokio::fs::write(&file, changed).await.map_err(|e| transient(format!("cannot write {}: {e}", w.path)))?;
+        if let Some(check) = &w.check {
+            check(work, &w.path).map_err(permanent)?;
+        }
         git.run(Some(work), &["add", "--", &w.path]).await.map_err(transient)?;
         git.run(Some(work), &["-c", "user.name=Nova", "-c", "user.email=nova@localhost", "commit", "--quiet", "--no-verify", "-m", &w.message]).await.map_err(transient)?;
         match git.run(Some(work), &["push", "--quiet", "--porcelain", "origin", &format!("HEAD:refs/heads/{}", w.branch)]).await {

@@ -3,7 +3,8 @@
 //!
 //! [`artifacts`] records images (from Nova's builds and, through [`intake`], external CI);
 //! [`config`] reads `[environments.<name>]`; [`store`] keeps promotions, approvals and pins;
-//! [`gitops`] writes the repository with `git` ([`kustomize`] or [`yaml_path`] edits the file). [`Release`] is
+//! [`gitops`] writes the repository with `git` ([`kustomize`], [`yaml_path`] or [`helm_values`]
+//! edits the file). [`Release`] is
 //! the state machine: a promotion is `awaiting_approval` until its quorum, `waiting` for its
 //! wait timer and the writer, `copying` when its environment keeps images in a repository of
 //! its own ([`copy`]), `writing`, `verifying` when the environment checks the rollout
@@ -16,8 +17,12 @@ pub mod artifacts;
 pub mod config;
 pub mod copy;
 pub mod gitops;
+pub mod helm_values;
 pub mod intake;
 pub mod kustomize;
+pub mod policy_gate;
+pub mod registry_check;
+mod rollback;
 pub mod store;
 pub mod verify;
 pub mod yaml_path;
@@ -114,6 +119,10 @@ pub struct EnvironmentStatus {
     pub approvals_needed: u32,
     pub approver_groups: Vec<String>,
     pub wait_seconds: u64,
+    /// Whether the policy gate checks this environment's writes.
+    pub policy_gate: bool,
+    /// The web page of the current artifact's GitOps commit (`gitops.commit_url`).
+    pub commit_url: Option<String>,
 }
 
 /// The release service over the app's database, jobs, audit log and secret store.
@@ -178,16 +187,18 @@ impl Release {
     /// Asks for `req.digest` of `component` to be promoted to `req.environment` (the caller
     /// has been authorised). Refusals are audited and change nothing.
     pub async fn request(&self, who: &Who, component: &EntityRef, req: &PromotionRequest) -> Result<Promotion, AppError> {
-        let target = component.to_string();
         match self.create(who, component, req, false).await {
             Ok(p) => Ok(p),
-            Err(e) => {
-                let details = json!({ "environment": req.environment, "digest": req.digest, "refused": e.to_string() });
-                let outcome = if matches!(e, AppError::Forbidden(_)) { Outcome::Denied } else { Outcome::Failure };
-                self.audit(who, "release.promotion.request", &target, outcome, details).await?;
-                Err(e)
-            }
+            Err(e) => self.refuse(who, component, req, e).await,
         }
+    }
+
+    /// Audits a refused promotion request and answers the refusal.
+    async fn refuse<T>(&self, who: &Who, component: &EntityRef, req: &PromotionRequest, e: AppError) -> Result<T, AppError> {
+        let details = json!({ "environment": req.environment, "digest": req.digest, "refused": e.to_string() });
+        let outcome = if matches!(e, AppError::Forbidden(_)) { Outcome::Denied } else { Outcome::Failure };
+        self.audit(who, "release.promotion.request", &component.to_string(), outcome, details).await?;
+        Err(e)
     }
 
     async fn create(&self, who: &Who, component: &EntityRef, req: &PromotionRequest, automatic: bool) -> Result<Promotion, AppError> {
@@ -341,10 +352,13 @@ impl Release {
         let mut out = Vec::new();
         for env in self.environments.all() {
             let g = &env.config.gates;
+            let current = self.promotions().current(&target, &env.name).await?;
             out.push(EnvironmentStatus {
                 name: env.name.clone(),
                 order: env.config.order,
-                current: self.promotions().current(&target, &env.name).await?,
+                commit_url: current.as_ref().and_then(|c| c.commit_sha.as_deref()).and_then(|sha| env.commit_link(sha)),
+                policy_gate: g.policy,
+                current,
                 pin: self.promotions().pin(&target, &env.name).await?,
                 pending: recent.iter().filter(|p| p.environment == env.name && p.state.is_pending()).cloned().collect(),
                 approvals_needed: g.approvals,
@@ -456,25 +470,37 @@ impl Release {
             p.requested_by,
             if approvers.is_empty() { "-".to_string() } else { approvers.join(", ") },
         );
+        let gate = match env.config.gates.policy {
+            true => Some(policy_gate::Gate::new(policy_gate::load(self.settings.policy.as_ref()).map_err(WriteFailure::Permanent)?)),
+            false => None,
+        };
         let w = gitops::GitOpsWrite {
             repository: g.repository.clone(),
             branch: g.branch.clone(),
             path: env.path_for(&component),
-            target: match (g.write, &g.yaml_path) {
-                (config::WriteKind::YamlPath, Some(shown)) => {
-                    let path = yaml_path::YamlPath::parse(shown).map_err(|e| WriteFailure::Permanent(format!("environments.{}.gitops.yaml_path: {e}", env.name)))?;
-                    gitops::WriteTarget::YamlPath { path, shown: shown.clone() }
-                }
-                _ => gitops::WriteTarget::Kustomize { image_name: g.image_name.clone().unwrap_or_else(|| p.repository.clone()) },
-            },
+            target: env.write_target(p).map_err(WriteFailure::Permanent)?,
             new_name: repository.to_string(),
             digest: p.digest.clone(),
             message,
             username: g.username.clone(),
             credential,
+            check: gate.as_ref().map(policy_gate::Gate::hook),
         };
         let limits = gitops::Limits { push_attempts: self.settings.push_attempts, git_timeout: self.settings.git_timeout };
-        gitops::write(&self.work_dir, &w, limits).await.map_err(|e| if e.permanent { WriteFailure::Permanent(e.message) } else { WriteFailure::Transient(e.message) })
+        let written = gitops::write(&self.work_dir, &w, limits).await.map_err(|e| if e.permanent { WriteFailure::Permanent(e.message) } else { WriteFailure::Transient(e.message) });
+        if let Some(result) = gate.as_ref().and_then(policy_gate::Gate::take) {
+            self.record_policy(p, &result).await.map_err(|e| WriteFailure::Transient(e.to_string()))?;
+        }
+        written
+    }
+
+    /// Keeps the policy gate's result on the promotion and audits it.
+    async fn record_policy(&self, p: &Promotion, result: &policy_gate::PolicyResult) -> Result<(), AppError> {
+        policy_gate::record(&self.db, &p.id, result).await?;
+        let outcome = if result.passed { Outcome::Success } else { Outcome::Failure };
+        let blocking: Vec<&policy_gate::PolicyFinding> = result.findings.iter().filter(|f| f.mode != "audit").collect();
+        let details = json!({ "promotion": p.id, "environment": p.environment, "directory": result.directory, "passed": result.passed, "blocking": blocking, "audit": result.audit_count() });
+        self.audit(&Who::nova(), "release.promotion.policy", &p.component_ref, outcome, details).await
     }
 
     /// The [`AutoPromote`] job: promotes new artifacts into the first environment when it
@@ -520,6 +546,9 @@ enum WriteFailure {
 /// Checks `[environments]` first.
 pub async fn install(config: &crate::config::Config, db: &Db, jobs: &JobQueue, audit: &AuditLog, secrets: &Arc<dyn SecretStore>, runner: &mut JobRunner) -> anyhow::Result<()> {
     let release = Release::new(config, db.clone(), jobs.clone(), audit.clone(), secrets.clone())?;
+    if release.environments.all().iter().any(|e| e.config.gates.policy) {
+        policy_gate::load(config.release.policy.as_ref()).map_err(|e| anyhow::anyhow!("config: {e}"))?;
+    }
     let auto = release.environments.all().first().is_some_and(|e| e.config.auto_promote.is_some());
     let r = release.clone();
     runner.register::<WritePromotion, _, _>(move |job, meta| {

@@ -105,6 +105,8 @@ pub struct Promotion {
     pub verify_deadline: Option<i64>,
     /// When the environment's check passed, Unix ms.
     pub verified_at: Option<i64>,
+    /// What the policy gate found, once the write has run it.
+    pub policy: Option<super::policy_gate::PolicyResult>,
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
@@ -202,9 +204,14 @@ impl PromotionStore {
     pub async fn get(&self, id: &str) -> Result<Option<Promotion>, StorageError> {
         let row = sqlx::query(self.db.sql(select("WHERE p.id = $1"))).bind(id).fetch_optional(self.db.pool()).await?;
         let Some(row) = row else { return Ok(None) };
-        let mut p = from_row(&row)?;
-        p.approvals = self.approvals(id).await?;
-        Ok(Some(p))
+        Ok(Some(self.complete(from_row(&row)?).await?))
+    }
+
+    /// A promotion read from its row, with its approvals and policy result.
+    async fn complete(&self, mut p: Promotion) -> Result<Promotion, StorageError> {
+        p.approvals = self.approvals(&p.id).await?;
+        p.policy = super::policy_gate::result(&self.db, &p.id).await?;
+        Ok(p)
     }
 
     /// A component's promotions, newest first, with their approvals.
@@ -212,9 +219,7 @@ impl PromotionStore {
         let rows = sqlx::query(self.db.sql(select("WHERE p.component_ref = $1 ORDER BY p.created_at DESC, p.id DESC LIMIT $2"))).bind(component_ref).bind(limit).fetch_all(self.db.pool()).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let mut p = from_row(r)?;
-            p.approvals = self.approvals(&p.id).await?;
-            out.push(p);
+            out.push(self.complete(from_row(r)?).await?);
         }
         Ok(out)
     }
@@ -223,7 +228,10 @@ impl PromotionStore {
     pub async fn current(&self, component_ref: &str, environment: &str) -> Result<Option<Promotion>, StorageError> {
         let sql = select("WHERE p.component_ref = $1 AND p.environment = $2 AND p.state = 'done' ORDER BY p.finished_at DESC, p.id DESC LIMIT 1");
         let row = sqlx::query(self.db.sql(sql)).bind(component_ref).bind(environment).fetch_optional(self.db.pool()).await?;
-        row.map(|r| from_row(&r)).transpose()
+        match row {
+            Some(r) => Ok(Some(self.complete(from_row(&r)?).await?)),
+            None => Ok(None),
+        }
     }
 
     /// When the digest was first deployed in the environment, if ever.
@@ -400,6 +408,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Promotion, StorageError> {
         deployed_repository: r.try_get("deployed_repository")?,
         verify_deadline: r.try_get("verify_deadline")?,
         verified_at: r.try_get("verified_at")?,
+        policy: None,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         finished_at: r.try_get("finished_at")?,

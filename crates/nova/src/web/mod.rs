@@ -53,6 +53,8 @@ pub fn routes() -> Router<AppState> {
         .route("/promotions", post(deployments::promote))
         .route("/promotions/{id}/approve", post(deployments::approve))
         .route("/promotions/{id}/reject", post(deployments::reject))
+        .route("/rollbacks", post(deployments::rollback))
+        .route("/pins/release", post(deployments::release_pin))
         .route("/catalog/{namespace}/component/{name}/images/refresh", post(images::refresh))
         .route("/catalog-errors", get(status::errors))
         .route("/locations", get(status::locations))

@@ -351,6 +351,20 @@ impl RegistryProvider for OciRegistry {
         Ok(self.scan_report(repository, digest).await?.unwrap_or_else(|| ScanReport { summary: not_scanned(), findings: Vec::new() }))
     }
 
+    async fn has_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool, RegistryError> {
+        let url = self.client.url(&format!("v2/{repository}/manifests/{digest}"), &[]);
+        let response = self.client.send(Method::HEAD, url, Some(MANIFEST_ACCEPT), &Self::scope(repository)).await?;
+        match response.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            s => Err(RegistryError::BadResponse(format!("manifest {digest} of {repository}: the registry answered {s}"))),
+        }
+    }
+
+    fn pull_host(&self) -> String {
+        self.pull_host.clone()
+    }
+
     async fn list_repositories(&self) -> Result<Option<Vec<ListedRepository>>, RegistryError> {
         let mut url = self.client.url("v2/_catalog", &[("n", PAGE_SIZE)]);
         let mut out = Vec::new();
