@@ -1,11 +1,14 @@
 // The demo's journey end to end, on real parts: `nova serve --demo` with its environment (a CNCF
 // registry and a git server seeded from examples/repos, builds with buildah). A Storefront team
 // member signs in, opens Storefront Web, sees its seeded images (a multi-platform index among
-// them), presses "Build image", follows the live log to success and sees the new image on the
-// Images tab. Each step saves a screenshot under test-output/tour/, and the passing run writes
+// them) and one image's scan findings, presses "Build image", follows the live log to success,
+// sees the new image on the Images tab, finds it promoted to dev by itself, promotes it to
+// staging and asks for production, which two other engineers approve; the GitOps repository
+// then holds the commit that names the new image by digest. Each step saves a screenshot under test-output/tour/, and the passing run writes
 // test-output/tour/TOUR.md from them; with NOVA_UPDATE_TOUR=1 it writes docs/TOUR.md and
 // docs/tour/ instead (how the committed tour is made).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -45,7 +48,8 @@ async function reloadUntil(locator, ms) {
 }
 
 before(async () => {
-  nova = await startNova({ env: { NOVA_DEMO__ENVIRONMENT: 'true' }, brokenFile: false, readyMs: 180_000 });
+  // Production waits two minutes after staging in the demo; a few seconds do here.
+  nova = await startNova({ env: { NOVA_DEMO__ENVIRONMENT: 'true', NOVA_ENVIRONMENTS__PRODUCTION__GATES__WAIT: '"3s"' }, brokenFile: false, readyMs: 180_000 });
   assert.match(nova.log(), /demo: environment up in/, 'the demo environment started');
   browser = await launchBrowser({ viewport: { width: 1100, height: 720 } });
   page = await browser.newPage();
@@ -127,6 +131,64 @@ step('sees the new image on the Images tab', async () => {
   await shot('new-image', 'The new image', `Nova refreshes the repository as soon as its build pushed, so ${NEW_TAG} is at the top of the Images tab.`);
 });
 
+/** Signs out and signs in as `name` (development sign-in), back on the Deployments tab. */
+async function signInAs(query, name) {
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.goto(`${nova.base}/sign-in?q=${query}`);
+  await page.getByRole('button', { name: `Sign in as ${name}` }).click();
+  await page.getByText('Signed in as').waitFor();
+  await page.goto(`${nova.base}/catalog/default/component/storefront-web/deployments`);
+  await page.getByRole('heading', { name: 'Environments' }).waitFor();
+}
+
+step('finds the new image in dev, promoted there by itself', async () => {
+  await page.goto(`${nova.base}/catalog/default/component/storefront-web/deployments`);
+  await reloadUntil(page.locator('tr[data-environment="dev"]', { hasText: NEW_TAG }), 60_000);
+  await page.locator('table.artifacts').getByText(NEW_TAG, { exact: true }).waitFor();
+  await shot('dev', 'In dev by itself', `Every image Nova builds is an artifact, identified by its digest. Builds of main go to dev by themselves: Nova wrote ${NEW_TAG}'s digest into dev's overlay in the GitOps repository, which Argo CD or Flux would sync.`);
+});
+
+step('promotes it to staging', async () => {
+  const row = page.locator('table.artifacts tbody tr', { hasText: NEW_TAG });
+  await row.getByLabel('to').selectOption('staging');
+  await row.getByRole('button', { name: 'Promote' }).click();
+  await reloadUntil(page.locator('tr[data-environment="staging"]', { hasText: NEW_TAG }), 60_000);
+});
+
+step('asks for production, which needs two approvals', async () => {
+  const row = page.locator('table.artifacts tbody tr', { hasText: NEW_TAG });
+  await row.getByLabel('to').selectOption('production');
+  await row.getByRole('button', { name: 'Promote' }).click();
+  const pending = page.locator('table.pending tbody tr', { hasText: 'production' });
+  await pending.waitFor();
+  assert.match(await pending.locator('td.approvals').innerText(), /^0\/2/);
+  assert.equal(await pending.getByRole('button', { name: 'Approve' }).count(), 0, 'the requester cannot approve');
+  await shot('production-asked', 'Production needs two approvals', 'The same digest that ran in staging is asked for production. Its gates: two approvals from Engineering (never the requester) and a wait after staging.');
+});
+
+step('two other engineers approve, and production runs the same digest', async () => {
+  await signInAs('ana', 'Ana Lima');
+  await page.locator('table.pending tbody tr', { hasText: 'production' }).getByRole('button', { name: 'Approve' }).click();
+  await page.locator('table.pending td.approvals', { hasText: '1/2' }).waitFor();
+  await signInAs('omar', 'Omar Haddad');
+  await page.locator('table.pending tbody tr', { hasText: 'production' }).getByRole('button', { name: 'Approve' }).click();
+  const production = page.locator('tr[data-environment="production"]', { hasText: NEW_TAG });
+  await reloadUntil(production, 60_000);
+  assert.match(await production.innerText(), /approved by user:default\/ana\.lima, user:default\/omar\.haddad/);
+  // The GitOps repository's production overlay names the image by the digest the build pushed.
+  const gitops = path.join(nova.dir, 'data', 'demo', 'git', 'platform', 'gitops.git');
+  const git = (...args) => execFileSync('git', ['--git-dir', gitops, ...args], { encoding: 'utf8' });
+  const overlay = git('show', 'main:apps/storefront-web/overlays/production/kustomization.yaml');
+  const staging = git('show', 'main:apps/storefront-web/overlays/staging/kustomization.yaml');
+  const digest = overlay.match(/digest: (sha256:[0-9a-f]{64})/)[1];
+  assert.ok(staging.includes(digest), 'staging and production run the same bytes');
+  assert.match(overlay, /newName: 127\.0\.0\.1:\d+\/storefront\/storefront-web/, 'named as a cluster pulls it');
+  assert.match(git('log', '-1', '--format=%B', 'main'), /Approved-by: user:default\/ana\.lima, user:default\/omar\.haddad/);
+  const sha = git('rev-parse', 'main').trim();
+  assert.ok((await production.innerText()).includes(sha.slice(0, 12)), 'the tab shows the commit');
+  await shot('production', 'In production', 'After the second approval Nova wrote production\'s overlay: the commit names the digest staging ran, the requester and both approvers. Every step is in the audit log.');
+});
+
 /** TOUR.md: the screenshots of this run with their captions. */
 async function writeTour() {
   const lines = [
@@ -143,7 +205,5 @@ async function writeTour() {
   shots.forEach((s, i) => {
     lines.push(`## ${i + 1}. ${s.title}`, '', s.caption, '', `![${s.title}](${s.file})`, '');
   });
-  lines.push('Promotion through dev → staging → production (two approvals for production) joins the tour',
-    'when the release work is in; see docs/DEMO.md.', '');
   await writeFile(path.join(tourRoot, 'TOUR.md'), lines.join('\n'));
 }

@@ -421,7 +421,8 @@ impl Release {
                 self.copy(p, plan).await?;
                 plan.target.reference()
             }
-            None => p.repository.clone(),
+            // Named as a cluster pulls it: a configured registry's name becomes its pull host.
+            None => copy::locate(&p.repository, &self.registries).map_or_else(|| p.repository.clone(), |l| l.reference()),
         };
         if *state == PromotionState::Copying {
             if self.promotions().transition(&p.id, PromotionState::Copying, PromotionState::Writing, None, None).await.map_err(storage)? {
