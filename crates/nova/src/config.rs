@@ -181,6 +181,13 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Longest time a client may take to send a request's headers; then the connection is
+    /// closed (slow-loris clients).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long `/ready` reuses its integration checks for platform admins.
+    #[serde(with = "humantime_serde")]
+    pub ready_detail_ttl: Duration,
     /// Where Nova keeps files of its own (git location caches, the demo session key).
     pub data_dir: PathBuf,
 }
@@ -192,6 +199,8 @@ impl Default for ServerConfig {
             demo: false,
             request_timeout: Duration::from_secs(30),
             max_body_bytes: 10 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            ready_detail_ttl: Duration::from_secs(30),
             data_dir: PathBuf::from("nova-data"),
         }
     }
@@ -318,11 +327,15 @@ pub struct DatabaseConfig {
     pub url: String,
     /// Connections in the pool.
     pub max_connections: u32,
+    /// Longest time a request waits for a database connection (the database is down, or every
+    /// connection is busy); then it is answered with 503.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: "sqlite://nova-data/nova.db".into(), max_connections: 8 }
+        Self { url: "sqlite://nova-data/nova.db".into(), max_connections: 8, acquire_timeout: Duration::from_secs(5) }
     }
 }
 

@@ -199,14 +199,12 @@ pub fn checks_for_app(state: &crate::http::AppState) -> Vec<Check> {
 pub struct ReadyCache(tokio::sync::Mutex<Option<(Instant, Arc<DoctorReport>)>>);
 
 impl ReadyCache {
-    /// How long a report is reused.
-    pub const TTL: Duration = Duration::from_secs(30);
-
-    /// The cached report, or a fresh one when it is older than [`Self::TTL`]. Concurrent
-    /// callers wait for the one run in progress instead of starting their own.
+    /// The cached report, or a fresh one when it is older than `server.ready_detail_ttl`.
+    /// Concurrent callers wait for the one run in progress instead of starting their own.
     pub async fn get(&self, state: &crate::http::AppState, timeout: Duration) -> Arc<DoctorReport> {
+        let ttl = state.config.server.ready_detail_ttl;
         let mut cached = self.0.lock().await;
-        if let Some((_, report)) = cached.as_ref().filter(|(at, _)| at.elapsed() < Self::TTL) {
+        if let Some((_, report)) = cached.as_ref().filter(|(at, _)| at.elapsed() < ttl) {
             return report.clone();
         }
         let report = Arc::new(run(checks_for_app(state), timeout).await);

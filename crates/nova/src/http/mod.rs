@@ -16,6 +16,7 @@ pub mod ops;
 pub mod params;
 pub mod registry_api;
 pub mod release_api;
+pub mod serve;
 pub mod tokens_api;
 
 use std::ops::Deref;
