@@ -7,6 +7,7 @@ pub mod canary;
 pub mod faults;
 pub mod oidc;
 pub mod registry;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
