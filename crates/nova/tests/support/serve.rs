@@ -68,6 +68,11 @@ impl Served {
         format!("{}{path}", self.base)
     }
 
+    /// The process id (job leases name their owner by it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the process logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
