@@ -68,7 +68,7 @@ impl App {
         let flags = Arc::new(Flags::open(db.clone(), flags::BUILTIN).await.context("cannot load feature flags")?);
         let secrets = crate::secrets::open(&config.secrets).await.context("cannot open the secret store")?;
         let jobs = JobQueue::new(db.clone(), config.jobs.clone());
-        let remote = RemoteContext::new(config.server.data_dir.join("git-cache"), &config.catalog);
+        let remote = RemoteContext::new(config.server.data_dir.join("git-cache"), &config.catalog, config.outbound());
         let catalog = Catalog::open(db.clone(), jobs.clone(), config.catalog.clone(), remote, locations).await.context("cannot open the catalog")?;
         let mut runner = JobRunner::new(jobs.clone());
         let c = catalog.clone();

@@ -35,6 +35,8 @@ pub struct Config {
     pub environments: BTreeMap<String, crate::release::EnvironmentConfig>,
     /// `[observability]`: what fills the Grafana links' placeholders.
     pub observability: ObservabilityConfig,
+    /// `[outbound]`: addresses Nova refuses (or allows) when a user or a remote server chose them.
+    pub outbound: crate::outbound::OutboundConfig,
     /// `[demo]`: what `--demo` starts besides the example catalog.
     pub demo: DemoConfig,
 }
@@ -57,6 +59,7 @@ impl Default for Config {
             release: Default::default(),
             environments: BTreeMap::new(),
             observability: ObservabilityConfig::default(),
+            outbound: Default::default(),
             demo: DemoConfig::default(),
         }
     }
@@ -617,10 +620,18 @@ impl Config {
         Ok(table)
     }
 
+    /// The `[outbound]` address policy. Loading checks it, so it parses here.
+    pub fn outbound(&self) -> crate::outbound::Outbound {
+        crate::outbound::Outbound::from_config(&self.outbound).expect("[outbound] is checked when the configuration is loaded")
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: &str| Err(ConfigError::Invalid { key: key.into(), message: message.into() });
         if self.jobs.workers == 0 {
             return invalid("jobs.workers", "must be at least 1");
+        }
+        if let Err((key, message)) = crate::outbound::Outbound::from_config(&self.outbound) {
+            return invalid(&key, &message);
         }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections", "must be at least 1");

@@ -127,10 +127,10 @@ pub fn checks_for(config: &Config, source: &str, base: &Path) -> Vec<Check> {
     let database = config.database.url.clone();
     checks.push(Check::one("database", crate::app::redact_url(&database), async move { database_check(&database).await }));
     for (name, def) in &config.registries {
-        let (name, def, settings) = (name.clone(), def.clone(), config.registry.clone());
+        let (name, def, settings, outbound) = (name.clone(), def.clone(), config.registry.clone(), config.outbound());
         checks.push(Check::one("registry", name.clone(), async move {
             let one = BTreeMap::from([(name.clone(), def)]);
-            match crate::registry::Registries::build(&one, &settings).await {
+            match crate::registry::Registries::build(&one, &settings, &outbound).await {
                 Ok(r) => match r.get(&name) {
                     Some(r) => r.health().await,
                     None => HealthReport::fail("registry", name, "the registry was not built", "report this as a bug"),
@@ -346,11 +346,12 @@ type Reads = futures_util::future::Shared<BoxFuture<'static, Arc<Vec<(LocationSp
 fn read_locations(config: &Config, locations: Vec<LocationSpec>) -> Reads {
     let limits = ReadLimits::from_config(&config.catalog);
     let catalog = config.catalog.clone();
+    let outbound = config.outbound();
     async move {
         // Git locations are fetched into a directory of their own: the doctor may run as
         // another user than Nova and must not leave files in Nova's cache.
         let Ok(cache) = tempfile::tempdir() else { return Arc::new(Vec::new()) };
-        let remote = RemoteContext::new(cache.path().to_path_buf(), &catalog);
+        let remote = RemoteContext::new(cache.path().to_path_buf(), &catalog, outbound);
         let reads = join_all(locations.into_iter().map(|spec| {
             let remote = remote.clone();
             tokio::task::spawn_blocking(move || {

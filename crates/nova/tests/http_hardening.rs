@@ -129,3 +129,24 @@ async fn a_slow_loris_client_is_disconnected_by_the_header_read_timeout() {
     assert!(cut_off < timeout + MARGIN, "disconnected after {cut_off:?}");
     assert_eq!(app.get("/health").await.status(), 200, "Nova still serves");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_deny_keeps_catalog_url_locations_off_a_range() {
+    // A catalog file served on this machine: readable by default, refused once loopback is
+    // in `[outbound] deny`.
+    let app_server = axum::Router::new().route("/catalog.yaml", axum::routing::get(|| async { component_yaml("served", "payments") }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/catalog.yaml", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app_server).await.unwrap() });
+    for (deny, readable) in [(vec![], true), (vec!["127.0.0.0/8".to_string()], false)] {
+        let app = spawn_app_with(
+            Backend::Sqlite,
+            Options { locations: vec![url.clone()], configure: Some(Box::new(move |c| c.outbound.deny = deny)), ..Default::default() },
+        )
+        .await;
+        let found = app.get("/api/catalog/entities/by-name/component/default/served").await.status() == 200;
+        assert_eq!(found, readable);
+        let errors = app.get_json("/api/v1/catalog/errors", 200).await.to_string();
+        assert_eq!(errors.contains("allowed-address") && errors.contains("outbound.deny"), !readable, "{errors}");
+    }
+}
