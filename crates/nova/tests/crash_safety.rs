@@ -3,7 +3,9 @@
 //! Jenkins, and a burst of audited writes — then restarted on the same data, on SQLite and on
 //! PostgreSQL. After the restart no build is lost or started twice, each reaches one final
 //! state, the catalog converges, every acknowledged write is there and `nova audit verify`
-//! passes. (A SIGKILL mid-build of the local runner is build_restart.rs.)
+//! passes. A promotion killed between its GitOps commit and its push (the push held by a slow
+//! pre-receive hook on the git server) completes exactly once after the restart. (A SIGKILL
+//! mid-build of the local runner is build_restart.rs.)
 //!
 //! Jenkins is the documented-protocol double of tests/support (no Jenkins runs here); it lives
 //! in the test process, so it outlives the killed server, as a real Jenkins would.
@@ -195,5 +197,83 @@ on_both_backends! {
         second.stop();
         let (ok, out) = serve::nova(&["audit", "verify", "--config", config.to_str().unwrap()]);
         assert!(ok && out.contains("audit chain intact"), "{out}");
+    }
+}
+
+const KUSTOMIZATION: &str = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../base\nimages:\n- name: shop\n  newTag: old\n";
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+on_both_backends! {
+    async fn a_promotion_killed_between_commit_and_push_completes_exactly_once(backend: Backend) {
+        let Some(server) = support::faults::OwnGitServer::start().await else { return };
+        let repo = server.publish("gitops", &[("apps/shop/dev/kustomization.yaml", KUSTOMIZATION)]);
+        let bare = server.root.join("gitops.git");
+        git(&bare, &["config", "http.receivepack", "true"]);
+        let dir = tempfile::tempdir().unwrap();
+        // The first push waits 8 s in the server's pre-receive hook: Nova has committed and is
+        // pushing when it is killed. Its orphaned `git push` finishes later, as it would.
+        let marks = dir.path().display().to_string();
+        let hook = write_file(&bare, "hooks/pre-receive", &format!("#!/bin/sh\ncat >/dev/null\nif [ ! -e {marks}/slow ]; then touch {marks}/slow; sleep 8; touch {marks}/slow-done; fi\nexit 0\n"));
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+        let database = fresh_database(backend, dir.path()).await;
+        let catalog = write_file(dir.path(), "catalog.yaml", &format!("apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {{name: shop-team}}\nspec: {{type: team, children: []}}\n---\n\
+            apiVersion: backstage.io/v1alpha1\nkind: User\nmetadata: {{name: rita}}\nspec: {{memberOf: [shop-team]}}\n---\n{}", component_yaml("shop", "shop-team")));
+        let port = support::faults::free_port();
+        let config = serve::config(dir.path(), "nova", port, &database, &format!(
+            "[catalog]\nlocations = [\"{}\"]\n\n[jobs]\nlease = \"2s\"\npoll_interval = \"100ms\"\n\n\
+             [environments.dev]\norder = 1\n[environments.dev.gitops]\nrepository = \"{repo}\"\npath = \"apps/{{component}}/dev/kustomization.yaml\"\nimage_name = \"shop\"\n",
+            catalog.display()));
+        let rita = serve::token(&database, "user:default/rita").await;
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let db = nova::storage::Db::connect(&database, 2).await.unwrap();
+        nova::release::artifacts::ArtifactStore::new(db.clone())
+            .record(nova::release::artifacts::NewArtifact {
+                component_ref: "component:default/shop".into(),
+                repository: "registry.example.com/shop/shop".into(),
+                digest: nova_domain::Digest::parse(&digest).unwrap(),
+                tags: vec!["v1".into()],
+                git_ref: Some("main".into()),
+                git_revision: None,
+                build_id: None,
+                source: "intake",
+            })
+            .await
+            .unwrap();
+        let client = reqwest::Client::new();
+
+        let first = Served::start(&config, port).await;
+        let r = client.post(first.url("/api/v1/components/shop/promotions")).bearer_auth(&rita).json(&json!({ "digest": digest, "environment": "dev" })).send().await.unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        wait_for("the push to reach the server", 60, async || dir.path().join("slow").exists().then_some(())).await;
+        first.kill();
+
+        let second = Served::start(&config, port).await;
+        let promotion = wait_for("the promotion to finish", 120, async || {
+            let p: Value = client.get(second.url(&format!("/api/v1/promotions/{id}"))).bearer_auth(&rita).send().await.ok()?.json().await.ok()?;
+            (!["awaiting_approval", "waiting", "writing"].contains(&p["state"].as_str()?)).then_some(p)
+        })
+        .await;
+        assert_eq!(promotion["state"], "done", "{promotion:#}\n{}", second.log_text());
+        // The orphaned push from before the kill has finished too; still one commit.
+        wait_for("the first push to finish", 60, async || dir.path().join("slow-done").exists().then_some(())).await;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        assert_eq!(git(&bare, &["rev-list", "--count", "main"]).trim(), "2", "exactly one promotion commit");
+        let file = git(&bare, &["show", "main:apps/shop/dev/kustomization.yaml"]);
+        assert!(file.contains(&digest), "{file}");
+        assert_eq!(git(&bare, &["rev-parse", "main"]).trim(), promotion["commitSha"].as_str().unwrap());
+        let done = count(&db, "SELECT COUNT(*) FROM audit_events WHERE action = 'release.promotion.done'").await;
+        let failed = count(&db, "SELECT COUNT(*) FROM audit_events WHERE action = 'release.promotion.failed'").await;
+        assert_eq!((done, failed), (1, 0), "one final state, audited once");
+        db.pool().close().await;
+        second.stop();
+        let (ok, out) = serve::nova(&["audit", "verify", "--config", config.to_str().unwrap()]);
+        assert!(ok, "{out}");
     }
 }
