@@ -192,6 +192,7 @@ on_both_backends! {
         assert!((acked..=BURST).contains(&created), "{acked} acknowledged, {created} audited of {BURST}");
         let tokens = count(&db, "SELECT COUNT(*) FROM api_tokens WHERE name LIKE 'burst-%'").await as usize;
         assert!((acked..=BURST).contains(&tokens), "{acked} acknowledged, {tokens} stored");
+        assert_eq!(tokens, created, "every stored token is audited: the two are one transaction");
         eprintln!("{backend:?}: killed with {acked} of {BURST} writes acknowledged ({created} audited, {tokens} stored) and {in_jenkins_at_kill} of {BUILDS} builds in Jenkins");
         db.pool().close().await;
         second.stop();

@@ -92,6 +92,12 @@ impl TokenStore {
 
     /// Makes a token for `user`; returns it (to show once) with its metadata.
     pub async fn create(&self, user: &EntityRef, name: &str, expires_at: Option<i64>, user_known: bool) -> Result<(Sensitive<String>, TokenInfo), StorageError> {
+        let mut conn = self.db.pool().acquire().await?;
+        self.create_on(&mut conn, user, name, expires_at, user_known).await
+    }
+
+    /// [`TokenStore::create`] on `conn`, e.g. a transaction that also audits it.
+    pub async fn create_on(&self, conn: &mut sqlx::AnyConnection, user: &EntityRef, name: &str, expires_at: Option<i64>, user_known: bool) -> Result<(Sensitive<String>, TokenInfo), StorageError> {
         let token = generate()?;
         let id = uuid::Uuid::new_v4().to_string();
         let prefix = token[..SHOWN].to_string();
@@ -108,7 +114,7 @@ impl TokenStore {
         .bind(i32::from(user_known))
         .bind(now)
         .bind(expires_at)
-        .execute(self.db.pool())
+        .execute(conn)
         .await?;
         let info = TokenInfo { id, user_ref: user.to_string(), name: name.into(), prefix, created_at: now, expires_at, last_used_at: None, revoked_at: None };
         Ok((Sensitive::new(token), info))
