@@ -2,6 +2,7 @@
 # hundred images, writes a catalog (the example organisation plus a `bench` component whose
 # images those are) and a configuration, and starts `nova serve` on it.
 #
+#   load_require              checks wrk, docker-registry, python3 and curl are installed
 #   load_setup WORK           once: registry, images, catalog, session key
 #   load_start WORK DATABASE  nova serve on DATABASE; sets NOVA_PID and NOVA_URL
 #   load_stop                 stops it
@@ -83,6 +84,14 @@ TOML
 load_stop() {
   kill "$NOVA_PID" 2>/dev/null || true
   wait "$NOVA_PID" 2>/dev/null || true
+}
+
+# The tools both scripts need.
+load_require() {
+  local tool
+  for tool in wrk docker-registry python3 curl; do
+    command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install wrk docker-registry curl)" >&2; exit 1; }
+  done
 }
 
 # The binary: NOVA_BIN, or a release build.

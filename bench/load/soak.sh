@@ -9,10 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${1:-600}"
-for tool in wrk docker-registry python3 curl; do
-  command -v "$tool" >/dev/null || { echo "$tool is needed (apt-get install wrk docker-registry curl)" >&2; exit 1; }
-done
 . bench/load/lib.sh
+load_require
 load_binary
 work=$(mktemp -d -t nova-soak.XXXXXX)
 trap 'load_stop; kill "$REGISTRY_PID" 2>/dev/null || true; rm -rf "$work"' EXIT

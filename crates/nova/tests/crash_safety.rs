@@ -16,11 +16,12 @@ mod jenkins_double;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jenkins_double::{JenkinsDouble, NOVA_PARAMETERS, Options as JenkinsOptions, Perm};
 use serde_json::{Value, json};
+use support::faults::WatchedLocation;
 use support::serve::{self, Served};
 use support::*;
 
@@ -28,56 +29,6 @@ const JOB: &str = "team-a/svc-build";
 const DIGEST: &str = "sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945";
 const BUILDS: usize = 50;
 const BURST: usize = 100;
-
-fn catalog() -> String {
-    "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: platform}\nspec: {type: team, children: []}\n---\n\
-     apiVersion: backstage.io/v1alpha1\nkind: User\nmetadata: {name: pat.chen}\nspec: {memberOf: [platform]}\n---\n\
-     apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: team-a}\nspec: {type: team, children: []}\n---\n\
-     apiVersion: backstage.io/v1alpha1\nkind: User\nmetadata: {name: alice}\nspec: {memberOf: [team-a]}\n---\n\
-     apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: svc\n  annotations:\n    nova.dev/git-repository: https://git.example.com/team-a/svc.git\n    \
-     nova.dev/image-repository: registry.example.com/team-a/svc\n    nova.dev/build-pipeline: \"jenkins:team-a/svc-build\"\nspec: {type: service, lifecycle: production, owner: team-a}\n"
-        .to_string()
-}
-
-/// A URL location that answers at once, or (while `slow`) never within the test.
-struct SlowCatalog {
-    url: String,
-    slow: Arc<AtomicBool>,
-    slow_hits: Arc<AtomicUsize>,
-}
-
-async fn slow_catalog() -> SlowCatalog {
-    let slow = Arc::new(AtomicBool::new(false));
-    let slow_hits = Arc::new(AtomicUsize::new(0));
-    let (s, h) = (slow.clone(), slow_hits.clone());
-    let app = axum::Router::new().route(
-        "/catalog.yaml",
-        axum::routing::get(move || {
-            let (s, h) = (s.clone(), h.clone());
-            async move {
-                if s.load(Ordering::SeqCst) {
-                    h.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_secs(600)).await;
-                }
-                component_yaml("from-url", "team-a")
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/catalog.yaml", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    SlowCatalog { url, slow, slow_hits }
-}
-
-async fn wait_for<T>(what: &str, secs: u64, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..secs * 10 {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 async fn count(db: &nova::storage::Db, query: &'static str) -> i64 {
     sqlx::query_scalar(db.sql(query)).fetch_one(db.pool()).await.unwrap()
@@ -91,24 +42,11 @@ on_both_backends! {
         jenkins.add_job(JOB, &NOVA_PARAMETERS, &[]);
         jenkins.add_user("nova", "api-token-1", false, Perm::Build);
         let jenkins_token = write_file(dir.path(), "jenkins-token", "api-token-1\n");
-        let url_location = slow_catalog().await;
-        let local = write_file(dir.path(), "catalog.yaml", &catalog());
+        let url_location = WatchedLocation::start().await;
+        let local = write_file(dir.path(), "catalog.yaml", serve::JENKINS_CATALOG);
         let port = support::faults::free_port();
-        let config = serve::config(
-            dir.path(),
-            "nova",
-            port,
-            &database,
-            &format!(
-                "[catalog]\nlocations = [\"{}\", \"{}\"]\nrefresh_interval = \"1s\"\n\n[jobs]\nlease = \"2s\"\npoll_interval = \"100ms\"\n\n\
-                 [builds]\npoll_interval = \"100ms\"\nmax_active_per_team = 100\nmax_requests_per_user = 100\n\n\
-                 [build_backends.ci]\ntype = \"jenkins\"\nurl = \"{}\"\nuser = \"nova\"\ntoken = {{ file = \"{}\" }}\n",
-                local.display(),
-                url_location.url,
-                jenkins.url,
-                jenkins_token.display()
-            ),
-        );
+        let settings = serve::jenkins_settings(&[local.display().to_string(), url_location.url.clone()], Duration::from_secs(2), &jenkins.url, &jenkins_token);
+        let config = serve::config(dir.path(), "nova", port, &database, &settings);
         let alice = serve::token(&database, "user:default/alice").await;
         let client = reqwest::Client::new();
 
@@ -130,8 +68,8 @@ on_both_backends! {
         wait_for("builds to reach Jenkins", 60, async || (jenkins.queue_items() >= 10).then_some(())).await;
         jenkins.release_queue();
         // The next catalog refresh hangs on the URL location.
-        url_location.slow.store(true, Ordering::SeqCst);
-        wait_for("a catalog refresh in flight", 30, async || (url_location.slow_hits.load(Ordering::SeqCst) > 0).then_some(())).await;
+        url_location.hang.store(true, Ordering::SeqCst);
+        wait_for("a catalog refresh in flight", 30, async || (url_location.hung.load(Ordering::SeqCst) > 0).then_some(())).await;
         // A burst of audited writes (API tokens, each `auth.token.create`), killed halfway.
         let acked = Arc::new(AtomicUsize::new(0));
         let burst: Vec<_> = (0..BURST)
@@ -154,7 +92,7 @@ on_both_backends! {
         let acked = acked.load(Ordering::SeqCst);
         let in_jenkins_at_kill = jenkins.queue_items();
 
-        url_location.slow.store(false, Ordering::SeqCst);
+        url_location.hang.store(false, Ordering::SeqCst);
         let second = Served::start(&config, port).await;
         // Jenkins finishes whatever it was given; Nova starts the rest and follows all of them.
         let all = wait_for("every build to reach a final state", 180, async || {

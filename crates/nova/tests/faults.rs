@@ -26,16 +26,6 @@ apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: team-a}\nspec: 
 apiVersion: backstage.io/v1alpha1\nkind: User\nmetadata: {name: alice}\nspec: {memberOf: [team-a]}\n";
 
 /// Polls `probe` every 100 ms until it answers `Some`, at most `secs` seconds.
-async fn wait_for<T>(what: &str, secs: u64, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..secs * 10 {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 /// `/ready` as a platform admin: (status, body).
 async fn ready_as_admin(app: &TestApp, token: &str) -> (u16, Value) {
     let r = app.client.get(app.url("/ready")).bearer_auth(token).send().await.unwrap();
@@ -121,15 +111,7 @@ async fn nova_on_vault(bao: &OwnBao, proxy: &FaultProxy, timeout: Duration) -> T
             configure: Some(Box::new(move |c| {
                 c.builds.check_credentials = false;
                 c.server.ready_detail_ttl = Duration::from_millis(200);
-                c.secrets = nova::secrets::SecretsConfig::Vault(nova::secrets::VaultConfig {
-                    address,
-                    mount: "secret".into(),
-                    prefix: "nova".into(),
-                    namespace: None,
-                    auth: nova::secrets::VaultAuthConfig::Token { token: nova::secrets::SecretRef::File(token_file) },
-                    team_auth: Default::default(),
-                    timeout,
-                });
+                c.secrets = support::faults::vault_at(address, token_file, timeout);
             })),
             ..Default::default()
         },
@@ -194,10 +176,6 @@ async fn an_unreachable_or_silent_openbao_fails_credential_writes_fast_and_write
     assert_eq!(failures, 2, "{audit:#}");
     let audit = app.get_json_as("/api/v1/audit?action=credentials.register", &admin).await;
     assert_eq!(audit["events"].as_array().unwrap().len(), 2, "{audit:#}");
-}
-
-fn on_path(exe: &str) -> Option<String> {
-    std::process::Command::new("sh").args(["-c", &format!("command -v {exe}")]).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

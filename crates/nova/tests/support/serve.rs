@@ -30,6 +30,28 @@ pub fn config(dir: &Path, name: &str, port: u16, database: &str, extra: &str) ->
     )
 }
 
+/// The catalog of the served Jenkins tests (crash_safety.rs, replicas.rs): the admin
+/// ([`super::ADMIN_USER`]), team-a with alice, and `svc`, built by Jenkins job `team-a/svc-build`.
+pub const JENKINS_CATALOG: &str = "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: platform}\nspec: {type: team, children: []}\n---\n\
+     apiVersion: backstage.io/v1alpha1\nkind: User\nmetadata: {name: pat.chen}\nspec: {memberOf: [platform]}\n---\n\
+     apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: team-a}\nspec: {type: team, children: []}\n---\n\
+     apiVersion: backstage.io/v1alpha1\nkind: User\nmetadata: {name: alice}\nspec: {memberOf: [team-a]}\n---\n\
+     apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: svc\n  annotations:\n    nova.dev/git-repository: https://git.example.com/team-a/svc.git\n    \
+     nova.dev/image-repository: registry.example.com/team-a/svc\n    nova.dev/build-pipeline: \"jenkins:team-a/svc-build\"\nspec: {type: service, lifecycle: production, owner: team-a}\n";
+
+/// The settings of the served Jenkins tests: `locations` refreshed every second, job leases of
+/// `lease`, builds polled every 100 ms with limits above 50, and the Jenkins backend `ci` at
+/// `jenkins_url` signing in as `nova` with the token in `token_file`.
+pub fn jenkins_settings(locations: &[String], lease: Duration, jenkins_url: &str, token_file: &Path) -> String {
+    format!(
+        "[catalog]\nlocations = {locations:?}\nrefresh_interval = \"1s\"\n\n[jobs]\nlease = \"{}ms\"\npoll_interval = \"100ms\"\n\n\
+         [builds]\npoll_interval = \"100ms\"\nmax_active_per_team = 100\nmax_requests_per_user = 100\n\n\
+         [build_backends.ci]\ntype = \"jenkins\"\nurl = \"{jenkins_url}\"\nuser = \"nova\"\ntoken = {{ file = \"{}\" }}\n",
+        lease.as_millis(),
+        token_file.display()
+    )
+}
+
 /// Migrates `database` and makes an API token for `user` (whom the catalog will know).
 pub async fn token(database: &str, user: &str) -> String {
     let db = nova::storage::Db::connect(database, 2).await.unwrap();
