@@ -10,6 +10,7 @@
 #                 refs), image_names (repositories, tags, prefixes, digests, ECR ARNs),
 #                 entity_documents (catalog documents and their image annotations)
 #   nova-policy:  hydrate_template, policy_documents
+#   nova:         intake_webhook (the release intake webhook: body parsing, signature checks)
 #
 # cargo-fuzz needs nightly compiler flags. With a nightly toolchain it is used; otherwise the
 # stable toolchain runs with RUSTC_BOOTSTRAP=1 and without a sanitizer (panics and assertion

@@ -51,7 +51,7 @@ pub fn resolve_locations(locations: &[LocationConfig], base: &Path) -> anyhow::R
 
 /// Connects to the configured database and brings its schema up to date.
 pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
-    let db = Db::connect(&config.database.url, config.database.max_connections)
+    let db = Db::connect_with(&config.database.url, config.database.max_connections, config.database.acquire_timeout)
         .await
         .with_context(|| format!("cannot open the database ({})", redact_url(&config.database.url)))?;
     db.migrate().await.context("cannot migrate the database")?;
@@ -68,7 +68,7 @@ impl App {
         let flags = Arc::new(Flags::open(db.clone(), flags::BUILTIN).await.context("cannot load feature flags")?);
         let secrets = crate::secrets::open(&config.secrets).await.context("cannot open the secret store")?;
         let jobs = JobQueue::new(db.clone(), config.jobs.clone());
-        let remote = RemoteContext::new(config.server.data_dir.join("git-cache"), &config.catalog);
+        let remote = RemoteContext::new(config.server.data_dir.join("git-cache"), &config.catalog, config.outbound());
         let catalog = Catalog::open(db.clone(), jobs.clone(), config.catalog.clone(), remote, locations).await.context("cannot open the catalog")?;
         let mut runner = JobRunner::new(jobs.clone());
         let c = catalog.clone();
@@ -135,10 +135,8 @@ impl App {
                 }
             }
         });
-        let app = router(state);
-        let result = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await;
+        let header_read_timeout = state.config.server.header_read_timeout;
+        let result = crate::http::serve::serve(listener, router(state), header_read_timeout, shutdown.clone()).await;
         shutdown.cancel();
         first_load.abort();
         let _ = tokio::join!(jobs, sync);

@@ -37,6 +37,8 @@ pub struct Config {
     pub environments: BTreeMap<String, crate::release::EnvironmentConfig>,
     /// `[observability]`: what fills the Grafana links' placeholders.
     pub observability: ObservabilityConfig,
+    /// `[outbound]`: addresses Nova refuses (or allows) when a user or a remote server chose them.
+    pub outbound: crate::outbound::OutboundConfig,
     /// `[demo]`: what `--demo` starts besides the example catalog.
     pub demo: DemoConfig,
 }
@@ -59,6 +61,7 @@ impl Default for Config {
             release: Default::default(),
             environments: BTreeMap::new(),
             observability: ObservabilityConfig::default(),
+            outbound: Default::default(),
             demo: DemoConfig::default(),
         }
     }
@@ -189,6 +192,13 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Longest time a client may take to send a request's headers; then the connection is
+    /// closed (slow-loris clients).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long `/ready` reuses its integration checks for platform admins.
+    #[serde(with = "humantime_serde")]
+    pub ready_detail_ttl: Duration,
     /// Where Nova keeps files of its own (git location caches, the demo session key).
     pub data_dir: PathBuf,
 }
@@ -200,6 +210,8 @@ impl Default for ServerConfig {
             demo: false,
             request_timeout: Duration::from_secs(30),
             max_body_bytes: 10 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            ready_detail_ttl: Duration::from_secs(30),
             data_dir: PathBuf::from("nova-data"),
         }
     }
@@ -326,11 +338,15 @@ pub struct DatabaseConfig {
     pub url: String,
     /// Connections in the pool.
     pub max_connections: u32,
+    /// Longest time a request waits for a database connection (the database is down, or every
+    /// connection is busy); then it is answered with 503.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: "sqlite://nova-data/nova.db".into(), max_connections: 8 }
+        Self { url: "sqlite://nova-data/nova.db".into(), max_connections: 8, acquire_timeout: Duration::from_secs(5) }
     }
 }
 
@@ -567,10 +583,18 @@ impl Config {
         refs
     }
 
+    /// The `[outbound]` address policy. Loading checks it, so it parses here.
+    pub fn outbound(&self) -> crate::outbound::Outbound {
+        crate::outbound::Outbound::from_config(&self.outbound).expect("[outbound] is checked when the configuration is loaded")
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: &str| Err(ConfigError::Invalid { key: key.into(), message: message.into() });
         if self.jobs.workers == 0 {
             return invalid("jobs.workers", "must be at least 1");
+        }
+        if let Err((key, message)) = crate::outbound::Outbound::from_config(&self.outbound) {
+            return invalid(&key, &message);
         }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections", "must be at least 1");

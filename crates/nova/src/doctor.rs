@@ -131,10 +131,10 @@ pub fn checks_for(config: &Config, source: &str, base: &Path) -> Vec<Check> {
     let database = config.database.url.clone();
     checks.push(Check::one("database", crate::app::redact_url(&database), async move { database_check(&database).await }));
     for (name, def) in &config.registries {
-        let (name, def, settings) = (name.clone(), def.clone(), config.registry.clone());
+        let (name, def, settings, outbound) = (name.clone(), def.clone(), config.registry.clone(), config.outbound());
         checks.push(Check::one("registry", name.clone(), async move {
             let one = BTreeMap::from([(name.clone(), def)]);
-            match crate::registry::Registries::build(&one, &settings).await {
+            match crate::registry::Registries::build(&one, &settings, &outbound).await {
                 Ok(r) => match r.get(&name) {
                     Some(r) => r.health().await,
                     None => HealthReport::fail("registry", name, "the registry was not built", "report this as a bug"),
@@ -261,14 +261,12 @@ async fn gitops_check(env: &str, target: &GitOpsTarget, git: &GitRemote, store: 
 pub struct ReadyCache(tokio::sync::Mutex<Option<(Instant, Arc<DoctorReport>)>>);
 
 impl ReadyCache {
-    /// How long a report is reused.
-    pub const TTL: Duration = Duration::from_secs(30);
-
-    /// The cached report, or a fresh one when it is older than [`Self::TTL`]. Concurrent
-    /// callers wait for the one run in progress instead of starting their own.
+    /// The cached report, or a fresh one when it is older than `server.ready_detail_ttl`.
+    /// Concurrent callers wait for the one run in progress instead of starting their own.
     pub async fn get(&self, state: &crate::http::AppState, timeout: Duration) -> Arc<DoctorReport> {
+        let ttl = state.config.server.ready_detail_ttl;
         let mut cached = self.0.lock().await;
-        if let Some((_, report)) = cached.as_ref().filter(|(at, _)| at.elapsed() < Self::TTL) {
+        if let Some((_, report)) = cached.as_ref().filter(|(at, _)| at.elapsed() < ttl) {
             return report.clone();
         }
         let report = Arc::new(run(checks_for_app(state), timeout).await);
@@ -421,11 +419,12 @@ type Reads = futures_util::future::Shared<BoxFuture<'static, Arc<Vec<(LocationSp
 fn read_locations(config: &Config, locations: Vec<LocationSpec>) -> Reads {
     let limits = ReadLimits::from_config(&config.catalog);
     let catalog = config.catalog.clone();
+    let outbound = config.outbound();
     async move {
         // Git locations are fetched into a directory of their own: the doctor may run as
         // another user than Nova and must not leave files in Nova's cache.
         let Ok(cache) = tempfile::tempdir() else { return Arc::new(Vec::new()) };
-        let remote = RemoteContext::new(cache.path().to_path_buf(), &catalog);
+        let remote = RemoteContext::new(cache.path().to_path_buf(), &catalog, outbound);
         let reads = join_all(locations.into_iter().map(|spec| {
             let remote = remote.clone();
             tokio::task::spawn_blocking(move || {

@@ -20,6 +20,7 @@ pub mod git_remote;
 pub mod health;
 pub mod http;
 pub mod jobs;
+pub mod outbound;
 pub mod process;
 pub mod secrets;
 pub mod registry;

@@ -4,25 +4,16 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use nova_domain::EntityRef;
 use serde_json::{Value, json};
 use support::registry::{Auth, TestRegistry};
 use support::*;
 
-fn on_path(exe: &str) -> Option<String> {
-    Command::new("sh").args(["-c", &format!("command -v {exe}")]).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-}
-
 fn git(dir: &std::path::Path, args: &[&str]) {
     let ok = Command::new("git").arg("-C").arg(dir).args(["-c", "user.name=t", "-c", "user.email=t@example.com"]).args(args).status().unwrap().success();
     assert!(ok, "git {args:?}");
-}
-
-fn serve(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_nova")).arg("serve").arg("--config").arg(config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("nova serve starts")
 }
 
 async fn get(client: &reqwest::Client, url: &str, token: &str) -> Option<Value> {
@@ -31,16 +22,6 @@ async fn get(client: &reqwest::Client, url: &str, token: &str) -> Option<Value> 
         return None;
     }
     r.json().await.ok()
-}
-
-async fn wait_for<T>(what: &str, secs: u64, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..secs * 10 {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +67,7 @@ async fn a_local_build_finishes_once_after_the_server_is_killed_mid_build() {
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
 
-    let mut first = serve(&config);
+    let first = support::serve::Served::start(&config, port).await;
     wait_for("the component in the first server's catalog", 30, async || get(&client, &format!("{base}/api/v1/components/svc/builds"), &token).await).await;
     let created = client.post(format!("{base}/api/v1/components/svc/builds")).bearer_auth(&token).json(&json!({ "gitRef": "main", "dockerfile": "Dockerfile", "tag": "v1" })).send().await.unwrap();
     assert_eq!(created.status(), 201);
@@ -97,10 +78,9 @@ async fn a_local_build_finishes_once_after_the_server_is_killed_mid_build() {
         log.contains("[nova] build\n").then_some(())
     })
     .await;
-    first.kill().unwrap(); // SIGKILL, mid-build
-    first.wait().unwrap();
+    first.kill(); // SIGKILL, mid-build
 
-    let mut second = serve(&config);
+    let second = support::serve::Served::start(&config, port).await;
     let done = wait_for("the build's final state after the restart", 180, async || {
         let b = get(&client, &format!("{base}/api/v1/builds/{id}"), &token).await?;
         b["finishedAt"].is_i64().then_some(b)
@@ -108,8 +88,7 @@ async fn a_local_build_finishes_once_after_the_server_is_killed_mid_build() {
     .await;
     let log = client.get(&log_url).bearer_auth(&token).send().await.unwrap().text().await.unwrap();
     let builds = get(&client, &format!("{base}/api/v1/components/svc/builds"), &token).await.unwrap();
-    let _ = Command::new("kill").arg("-TERM").arg(second.id().to_string()).status();
-    second.wait().unwrap();
+    second.stop();
 
     assert_eq!(done["state"], "succeeded", "{done}\n{log}");
     assert_eq!(builds.as_array().unwrap().len(), 1, "still one build: {builds}");

@@ -248,10 +248,6 @@ impl Drop for Registry {
     }
 }
 
-fn on_path(exe: &str) -> Option<String> {
-    std::process::Command::new("sh").args(["-c", &format!("command -v {exe}")]).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-}
-
 async fn start_registry(exe: &str) -> Registry {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -16,7 +16,7 @@ use support::registry::{Auth, ImageSpec, TestRegistry};
 
 fn client(reg: &TestRegistry) -> Client {
     let nova::registry::RegistryDef::Oci(c) = reg.config(None) else { unreachable!("an OCI registry") };
-    Client::new(&c, Duration::from_secs(60), 4 * 1024 * 1024).expect("client")
+    Client::new(&c, Duration::from_secs(60), 4 * 1024 * 1024, nova::outbound::Outbound::default()).expect("client")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

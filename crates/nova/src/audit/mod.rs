@@ -152,13 +152,22 @@ impl AuditLog {
 
     /// Appends an event and returns its sequence number.
     pub async fn record(&self, e: AuditEvent) -> Result<i64, StorageError> {
+        let mut tx = self.db.pool().begin().await?;
+        let seq = self.record_in(&mut tx, e).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// Appends `e` inside `tx`, the transaction that also makes the change it records: both
+    /// are kept or neither is, so a process killed between the two cannot leave a change
+    /// without its event. The caller commits.
+    pub async fn record_in(&self, tx: &mut sqlx::Transaction<'static, sqlx::Any>, e: AuditEvent) -> Result<i64, StorageError> {
         let teams = serde_json::to_string(&e.teams).expect("strings serialize");
         let details = if e.details.is_null() { "{}".to_string() } else { e.details.to_string() };
         let at = now_ms();
-        let mut tx = self.db.pool().begin().await?;
         // Taking the head row first locks it: appends are serialized on both engines.
         let head = sqlx::query(self.db.sql("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"))
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
         let seq: i64 = head.get(0);
         let prev: String = head.get(1);
@@ -179,10 +188,9 @@ impl AuditLog {
         .bind(&details)
         .bind(&prev)
         .bind(&hash)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        sqlx::query(self.db.sql("UPDATE audit_head SET hash = $1 WHERE id = 1")).bind(&hash).execute(&mut *tx).await?;
-        tx.commit().await?;
+        sqlx::query(self.db.sql("UPDATE audit_head SET hash = $1 WHERE id = 1")).bind(&hash).execute(&mut **tx).await?;
         metrics::counter!("nova_audit_events_total", "outcome" => outcome).increment(1);
         if self.forward_to_log {
             tracing::info!(target: "audit", seq, actor = %e.actor, action = %e.action, target_ref = %e.target, outcome, request_id = %e.request_id, details = %details, "audit event");

@@ -81,6 +81,20 @@ pub struct AuthRefusal {
     pub reason: String,
 }
 
+/// Why a request could not be given an identity.
+enum IdentifyError {
+    /// The credentials presented are refused: 401, audited.
+    Refused(AuthRefusal),
+    /// They could not be checked (the database is down): 503, nothing audited.
+    Unavailable(crate::storage::StorageError),
+}
+
+impl From<AuthRefusal> for IdentifyError {
+    fn from(r: AuthRefusal) -> Self {
+        Self::Refused(r)
+    }
+}
+
 impl Auth {
     /// Resolves `[auth]`: reads the session key (or, in demo mode without one, creates one under
     /// `server.data_dir`), the OIDC client secret and the proxy settings, and decides whether
@@ -208,7 +222,7 @@ impl Auth {
     /// Who the request comes from: an API token (`Authorization: Bearer`), then trusted proxy
     /// headers, then the session cookie. Presented-but-invalid tokens and identity headers
     /// from an untrusted address are refusals; a stale or forged cookie is just anonymous.
-    async fn identify(&self, headers: &HeaderMap, remote: Option<IpAddr>, snap: &Snapshot) -> Result<Option<Identified>, AuthRefusal> {
+    async fn identify(&self, headers: &HeaderMap, remote: Option<IpAddr>, snap: &Snapshot) -> Result<Option<Identified>, IdentifyError> {
         if let Some(value) = headers.get(header::AUTHORIZATION) {
             let token = value
                 .to_str()
@@ -217,8 +231,9 @@ impl Auth {
                 .ok_or(AuthRefusal { method: "token", reason: "the Authorization header must be `Bearer nova_...`".into() })?;
             return match self.tokens.authenticate(token.trim(), |u| snap.get(u).is_some()).await {
                 Ok(Ok(user)) => Ok(Some(Identified { user, method: SignInMethod::Token })),
-                Ok(Err(refusal)) => Err(AuthRefusal { method: "token", reason: refusal.to_string() }),
-                Err(e) => Err(AuthRefusal { method: "token", reason: format!("the token could not be checked ({e})") }),
+                Ok(Err(refusal)) => Err(AuthRefusal { method: "token", reason: refusal.to_string() }.into()),
+                // The token store cannot be read (the database is down): not the caller's fault.
+                Err(e) => Err(IdentifyError::Unavailable(e)),
             };
         }
         if let Some(proxy) = &self.proxy {
@@ -308,7 +323,8 @@ pub async fn actor_of(state: &AppState, headers: &HeaderMap, remote: Option<IpAd
             let admin = state.auth.admin_group.as_ref().is_some_and(|g| claims.contains(g));
             Ok(Actor::User(User { entity_ref: user, display_name, claims, method, admin }))
         }
-        Err(refusal) => {
+        Err(IdentifyError::Unavailable(e)) => Err(e.into()),
+        Err(IdentifyError::Refused(refusal)) => {
             let record = AuditEvent {
                 actor: "anonymous".into(),
                 teams: vec![],

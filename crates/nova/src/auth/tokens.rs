@@ -92,10 +92,23 @@ impl TokenStore {
 
     /// Makes a token for `user`; returns it (to show once) with its metadata.
     pub async fn create(&self, user: &EntityRef, name: &str, expires_at: Option<i64>, user_known: bool) -> Result<(Sensitive<String>, TokenInfo), StorageError> {
+        let mut conn = self.db.pool().acquire().await?;
+        self.insert(&mut conn, user, name, |_| expires_at, user_known).await
+    }
+
+    /// Makes a token for `user` on `conn` (e.g. a transaction that also audits it), expiring
+    /// `lifetime_ms` after its creation time, or never.
+    pub async fn create_on(&self, conn: &mut sqlx::AnyConnection, user: &EntityRef, name: &str, lifetime_ms: Option<i64>, user_known: bool) -> Result<(Sensitive<String>, TokenInfo), StorageError> {
+        self.insert(conn, user, name, |created| lifetime_ms.map(|l| created + l), user_known).await
+    }
+
+    /// Stores a new token; `expiry` gives its expiry from its creation time.
+    async fn insert(&self, conn: &mut sqlx::AnyConnection, user: &EntityRef, name: &str, expiry: impl FnOnce(i64) -> Option<i64>, user_known: bool) -> Result<(Sensitive<String>, TokenInfo), StorageError> {
         let token = generate()?;
         let id = uuid::Uuid::new_v4().to_string();
         let prefix = token[..SHOWN].to_string();
         let now = now_ms();
+        let expires_at = expiry(now);
         sqlx::query(self.db.sql(
             "INSERT INTO api_tokens (id, user_ref, name, token_hash, prefix, user_known, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -108,7 +121,7 @@ impl TokenStore {
         .bind(i32::from(user_known))
         .bind(now)
         .bind(expires_at)
-        .execute(self.db.pool())
+        .execute(conn)
         .await?;
         let info = TokenInfo { id, user_ref: user.to_string(), name: name.into(), prefix, created_at: now, expires_at, last_used_at: None, revoked_at: None };
         Ok((Sensitive::new(token), info))

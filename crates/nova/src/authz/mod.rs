@@ -188,17 +188,13 @@ pub async fn require(state: &AppState, actor: &Actor, action: Action, target: &T
 
 /// Records an action an actor took (or tried and failed) in the audit log.
 pub async fn record(state: &AppState, actor: &Actor, action: &str, target: String, outcome: Outcome, details: serde_json::Value) -> Result<(), AppError> {
-    let event = AuditEvent {
-        actor: actor.audit_name(),
-        teams: actor.audit_teams(),
-        action: action.to_string(),
-        target,
-        outcome,
-        request_id: request_id(),
-        details,
-    };
-    state.audit.record(event).await?;
+    state.audit.record(event(actor, action, target, outcome, details)).await?;
     Ok(())
+}
+
+/// The audit event of an action an actor took, in this request (for `AuditLog::record_in`).
+pub fn event(actor: &Actor, action: &str, target: String, outcome: Outcome, details: serde_json::Value) -> AuditEvent {
+    AuditEvent { actor: actor.audit_name(), teams: actor.audit_teams(), action: action.to_string(), target, outcome, request_id: request_id(), details }
 }
 
 /// The target for a catalog entity, with its owner from the catalog.

@@ -748,7 +748,7 @@ mod tests {
     const LIMITS: ReadLimits = ReadLimits { max_file_bytes: 1 << 20, max_depth: 8 };
 
     fn read_local(spec: &LocationSpec, limits: ReadLimits) -> LocationRead {
-        let remote = RemoteContext::new(std::env::temp_dir().join("nova-unit-unused"), &crate::config::CatalogConfig::default());
+        let remote = RemoteContext::new(std::env::temp_dir().join("nova-unit-unused"), &crate::config::CatalogConfig::default(), Default::default());
         read_location(spec, &ReadContext { limits, remote: &remote, previous: None, progress: None })
     }
 

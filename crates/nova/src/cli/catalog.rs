@@ -76,7 +76,7 @@ fn validate(args: ValidateArgs) -> ExitCode {
         Ok(d) => d,
         Err(e) => return super::fail(anyhow::anyhow!("cannot create a temporary directory for git locations: {e}")),
     };
-    let remote = RemoteContext::new(cache.path().to_path_buf(), &crate::config::CatalogConfig::default());
+    let remote = RemoteContext::new(cache.path().to_path_buf(), &crate::config::CatalogConfig::default(), Default::default());
     let ctx = ReadContext { limits, remote: &remote, previous: None, progress: None };
     let reads: Vec<(String, LocationRead)> = specs.iter().map(|s| (s.display(), read_location(s, &ctx))).collect();
     let inputs: Vec<SnapshotInput<'_>> = reads.iter().map(|(origin, read)| SnapshotInput { origin: origin.clone(), read }).collect();

@@ -100,7 +100,7 @@ async fn drift(args: DriftArgs) -> anyhow::Result<ExitCode> {
 
 async fn check(args: CommonArgs) -> anyhow::Result<ExitCode> {
     let config = load(&args)?;
-    let registries = crate::registry::Registries::build(&config.registries, &config.registry).await?;
+    let registries = crate::registry::Registries::build(&config.registries, &config.registry, &config.outbound()).await?;
     let started = std::time::Instant::now();
     let reports = futures_util::future::join_all(registries.iter().map(|r| r.health())).await;
     let report = crate::doctor::DoctorReport::of(reports, started.elapsed());

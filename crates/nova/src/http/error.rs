@@ -47,6 +47,12 @@ pub enum AppError {
     /// A dependency Nova needs for this request is down or too slow.
     #[error("{0}")]
     Unavailable(String),
+    /// The request body is larger than `server.max_body_bytes`.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The request took longer than `server.request_timeout`.
+    #[error("{0}")]
+    Timeout(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -67,6 +73,8 @@ impl AppError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -80,6 +88,8 @@ impl AppError {
             Self::Conflict(_) => "conflict",
             Self::TooManyRequests { .. } => "too-many-requests",
             Self::Unavailable(_) => "unavailable",
+            Self::TooLarge(_) => "too-large",
+            Self::Timeout(_) => "timeout",
             Self::Internal(_) => "internal",
         }
     }
@@ -193,7 +203,8 @@ impl IntoResponse for BackstageError {
             AppError::Forbidden(_) => "NotAllowedError",
             AppError::NotFound(_) => "NotFoundError",
             AppError::Conflict(_) => "ConflictError",
-            AppError::TooManyRequests { .. } | AppError::Unavailable(_) => "ServiceUnavailableError",
+            AppError::TooManyRequests { .. } | AppError::Unavailable(_) | AppError::Timeout(_) => "ServiceUnavailableError",
+            AppError::TooLarge(_) => "InputError",
             AppError::Internal(_) => "Error",
         };
         let (method, url) = REQUEST.try_with(|r| (r.method.clone(), r.path.clone())).unwrap_or_default();

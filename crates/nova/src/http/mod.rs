@@ -16,6 +16,7 @@ pub mod ops;
 pub mod params;
 pub mod registry_api;
 pub mod release_api;
+pub mod serve;
 pub mod tokens_api;
 
 use std::ops::Deref;
@@ -87,9 +88,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/ofrep", ofrep::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), read_gate))
-        .layer(middleware::from_fn(request_context))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(middleware::from_fn(request_context))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
@@ -154,9 +155,10 @@ async fn request_context(req: Request, next: Next) -> Response {
     let method = method_label(req.method());
     let info = RequestInfo { id: id.clone(), method: method.to_string(), path: req.uri().path().to_string() };
     let span = tracing::info_span!("request", request_id = %id, method, route);
+    let backstage = req.uri().path().starts_with("/api/catalog/");
     let mut response = {
         use tracing::Instrument;
-        REQUEST.scope(info, next.run(req)).instrument(span.clone()).await
+        REQUEST.scope(info, async { bare_errors_as_problems(next.run(req).await, backstage) }).instrument(span.clone()).await
     };
     let status = response.status();
     let elapsed = started.elapsed().as_secs_f64();
@@ -174,6 +176,21 @@ async fn request_context(req: Request, next: Next) -> Response {
         response.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
     response
+}
+
+/// The body limit and the timeout answer 413 and 408 themselves, with an empty or plain-text
+/// body; they are answered like every other error instead (problem+json with the request id,
+/// or Backstage's shape under `/api/catalog`).
+fn bare_errors_as_problems(response: Response, backstage: bool) -> Response {
+    use axum::response::IntoResponse;
+    let problem = response.headers().get(header::CONTENT_TYPE).is_some_and(|t| t.as_bytes().starts_with(b"application/problem+json"));
+    let error = match response.status() {
+        _ if problem => return response,
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => AppError::TooLarge("the request body is larger than this server accepts (server.max_body_bytes)".into()),
+        axum::http::StatusCode::REQUEST_TIMEOUT => AppError::Timeout("the request took longer than this server allows (server.request_timeout); try again".into()),
+        _ => return response,
+    };
+    if backstage { BackstageError(error).into_response() } else { error.into_response() }
 }
 
 /// The matched route as a `'static` string, so metric labels need no allocation per request.

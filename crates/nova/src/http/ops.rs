@@ -3,7 +3,7 @@
 //!
 //! For platform admins, `/ready` adds `integrations`: `nova doctor`'s checks made with this
 //! process's registries, build backends, secret store and OIDC issuer, cached for
-//! [`crate::doctor::ReadyCache::TTL`]. They inform; they do not change readiness, so an
+//! `server.ready_detail_ttl`. They inform; they do not change readiness, so an
 //! orchestrator does not take every replica out because Jenkins is down.
 
 use axum::Json;

@@ -15,7 +15,6 @@ use crate::audit::Outcome;
 use crate::auth::Actor;
 use crate::auth::tokens::TokenInfo;
 use crate::authz;
-use crate::storage::now_ms;
 use nova_domain::Sensitive;
 
 pub fn routes() -> Router<AppState> {
@@ -33,7 +32,7 @@ pub struct NewToken {
 }
 
 /// Checks a new token's name and lifetime against the rules and `auth.max_token_ttl`; returns
-/// the expiry time.
+/// the lifetime in milliseconds (none: no expiry).
 pub fn validate_new_token(state: &AppState, req: &NewToken) -> Result<Option<i64>, AppError> {
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -49,7 +48,7 @@ pub fn validate_new_token(state: &AppState, req: &NewToken) -> Result<Option<i64
             return Err(AppError::invalid("expiresInDays", format!("tokens may last at most {} days here (auth.max_token_ttl)", max_ms / 86_400_000)));
         }
     }
-    Ok(ttl_ms.map(|t| now_ms() + t))
+    Ok(ttl_ms)
 }
 
 /// The signed-in caller; tokens are personal, so anonymous callers have none.
@@ -78,10 +77,14 @@ async fn create(State(state): State<AppState>, actor: Actor, body: axum::body::B
 /// and the console's tokens page both come here). The token is returned to be shown once.
 pub async fn create_token(state: &AppState, actor: &Actor, req: &NewToken) -> Result<(Sensitive<String>, TokenInfo), AppError> {
     let user = signed_in(actor)?;
-    let expires_at = validate_new_token(state, req)?;
+    let lifetime_ms = validate_new_token(state, req)?;
     let known = state.catalog.snapshot().get(&user.entity_ref).is_some();
-    let (token, info) = state.auth.tokens.create(&user.entity_ref, req.name.trim(), expires_at, known).await?;
-    authz::record(state, actor, "auth.token.create", format!("token:{}", info.id), Outcome::Success, json!({ "name": info.name, "prefix": info.prefix, "expiresAt": info.expires_at })).await?;
+    // The token and its audit event in one transaction: never a token the log does not show.
+    let mut tx = state.db.pool().begin().await.map_err(crate::storage::StorageError::from)?;
+    let (token, info) = state.auth.tokens.create_on(&mut tx, &user.entity_ref, req.name.trim(), lifetime_ms, known).await?;
+    let event = authz::event(actor, "auth.token.create", format!("token:{}", info.id), Outcome::Success, json!({ "name": info.name, "prefix": info.prefix, "expiresAt": info.expires_at }));
+    state.audit.record_in(&mut tx, event).await?;
+    tx.commit().await.map_err(crate::storage::StorageError::from)?;
     Ok((token, info))
 }
 

@@ -85,12 +85,12 @@ pub struct Registries {
 
 impl Registries {
     /// Builds a client for each configured registry.
-    pub async fn build(defs: &BTreeMap<String, RegistryDef>, settings: &RegistrySettings) -> anyhow::Result<Self> {
+    pub async fn build(defs: &BTreeMap<String, RegistryDef>, settings: &RegistrySettings, outbound: &crate::outbound::Outbound) -> anyhow::Result<Self> {
         let mut by_name = BTreeMap::new();
         for (name, def) in defs {
             let (provider, ecr): (Arc<dyn RegistryProvider>, _) = match def {
                 RegistryDef::Oci(c) => {
-                    let r = oci::OciRegistry::new(name, c, settings).map_err(|e| anyhow::anyhow!("registries.{name}: {e}"))?;
+                    let r = oci::OciRegistry::new(name, c, settings, outbound).map_err(|e| anyhow::anyhow!("registries.{name}: {e}"))?;
                     (Arc::new(r), None)
                 }
                 #[cfg(feature = "aws")]

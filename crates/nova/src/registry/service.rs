@@ -294,7 +294,7 @@ impl RegistryService {
 /// Builds the registry service from the configuration, registers its job handlers and
 /// schedules the first reconcile (`App::build` calls this).
 pub async fn install(config: &crate::config::Config, db: &Db, jobs: &JobQueue, catalog: &Arc<Catalog>, runner: &mut crate::jobs::JobRunner) -> anyhow::Result<Arc<RegistryService>> {
-    let registries = Registries::build(&config.registries, &config.registry).await?;
+    let registries = Registries::build(&config.registries, &config.registry, &config.outbound()).await?;
     let svc = RegistryService::new(db.clone(), jobs.clone(), catalog.clone(), registries, config.registry.clone());
     let s = svc.clone();
     runner.register::<RefreshRepository, _, _>(move |job, _| {

@@ -122,7 +122,7 @@ impl Release {
     /// audited with what was copied, mounted, streamed and skipped.
     pub(super) async fn copy(&self, p: &Promotion, plan: &CopyPlan<'_>) -> Result<CopyReport, WriteFailure> {
         let env = self.environments.get(&p.environment).ok_or_else(|| WriteFailure::Permanent(format!("environment {} is no longer configured", p.environment)))?;
-        let client = |c: &OciConfig| Client::new(c, self.registry_settings.request_timeout, self.registry_settings.max_manifest_bytes).map_err(|e| WriteFailure::Permanent(format!("registry client: {e}")));
+        let client = |c: &OciConfig| Client::new(c, self.registry_settings.request_timeout, self.registry_settings.max_manifest_bytes, self.outbound.clone()).map_err(|e| WriteFailure::Permanent(format!("registry client: {e}")));
         let source = client(plan.source.config)?;
         let mut target = client(plan.target.config)?;
         if let (Some(user), Some(credential)) = (&env.config.push_username, &env.config.push_credential) {

@@ -139,6 +139,8 @@ pub struct Release {
     /// `[registries]`: where artifacts are copied from and to.
     registries: Arc<BTreeMap<String, RegistryDef>>,
     registry_settings: RegistrySettings,
+    /// Where the copy's registry clients may follow redirects and token realms.
+    outbound: crate::outbound::Outbound,
 }
 
 impl Release {
@@ -157,6 +159,7 @@ impl Release {
             max_attempts: config.jobs.max_attempts,
             registries: Arc::new(config.registries.clone()),
             registry_settings: config.registry.clone(),
+            outbound: config.outbound(),
         })
     }
 

@@ -71,8 +71,14 @@ static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations
 
 impl Db {
     /// Connects, creating the SQLite file (and its directory) when needed. Migrations are not
-    /// run here; call [`Db::migrate`].
+    /// run here; call [`Db::migrate`]. A query waits at most 10 s for a connection.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StorageError> {
+        Self::connect_with(url, max_connections, Duration::from_secs(10)).await
+    }
+
+    /// [`Db::connect`], where a query waits at most `acquire_timeout` for a connection (while
+    /// the database is down, each new connection is retried until then).
+    pub async fn connect_with(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Self, StorageError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         let url = match backend {
@@ -82,7 +88,7 @@ impl Db {
         let options: AnyConnectOptions = url.parse()?;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

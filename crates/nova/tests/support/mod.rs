@@ -5,9 +5,11 @@
 
 pub mod canary;
 pub mod client;
+pub mod faults;
 pub mod gitops;
 pub mod oidc;
 pub mod registry;
+pub mod serve;
 pub mod sshd;
 
 use std::path::{Path, PathBuf};
@@ -56,6 +58,22 @@ pub fn require(component: &str, value: Option<String>, hint: &str) -> Option<Str
             None
         }
     }
+}
+
+/// Where `exe` is on PATH, if it is.
+pub fn on_path(exe: &str) -> Option<String> {
+    std::process::Command::new("sh").args(["-c", &format!("command -v {exe}")]).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// Polls `probe` every 100 ms until it answers `Some`, at most `secs` seconds.
+pub async fn wait_for<T>(what: &str, secs: u64, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..secs * 10 {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
 }
 
 /// The PostgreSQL server URL scripts/test exports.

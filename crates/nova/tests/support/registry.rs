@@ -149,6 +149,20 @@ impl TestRegistry {
         let _ = self.child.wait();
     }
 
+    /// Starts the stopped registry again on the same port, storage and settings.
+    pub async fn resume(&mut self) {
+        let bin = binary().expect("it ran before");
+        let log = std::fs::OpenOptions::new().append(true).open(self.dir.path().join("registry.log")).unwrap();
+        self.child = Command::new(bin).arg("serve").arg(self.dir.path().join("config.yml")).stdout(Stdio::null()).stderr(log).spawn().expect("docker-registry starts");
+        for _ in 0..200 {
+            if self.client.get(format!("{}/v2/", self.url)).send().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("docker-registry did not start again");
+    }
+
     /// `[registries.NAME]` for Nova's configuration, with the reader's password in a file.
     pub fn config(&self, password_file: Option<&Path>) -> nova::registry::RegistryDef {
         let mut t = toml::Table::new();

@@ -88,7 +88,7 @@ impl<'a> GitSource<'a> {
 
     fn fetch(&mut self) -> Result<Tree, CatalogError> {
         if let Some((host, port)) = url_host(&self.target.url) {
-            check_host(&host, port)?;
+            check_host(&self.remote.outbound, &host, port)?;
         }
         let credential = if self.target.url.starts_with("http") { self.remote.credential_for(&self.target.url)? } else { None };
         let repo = self.remote.cache_dir.join(hex::encode(&Sha256::digest(self.canonical.as_bytes())[..12]));

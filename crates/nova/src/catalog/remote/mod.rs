@@ -3,8 +3,8 @@
 //! Both run on the blocking thread that reads a location ([`super::location::read_location`]),
 //! bounded by `catalog.remote_timeout`. Credentials come from `catalog.credentials` by reference
 //! and reach git through its environment (an askpass helper reads them there), never its argv,
-//! a URL or a log line. Addresses that lead to cloud metadata services or other link-local hosts
-//! are refused before any connection is made.
+//! a URL or a log line. Addresses that [`crate::outbound`] refuses (cloud metadata services,
+//! link-local hosts, `[outbound] deny`) are refused before any connection is made.
 // Sources return the `CatalogError` that is recorded for the file (see `location.rs`).
 #![allow(clippy::result_large_err)]
 
@@ -22,6 +22,7 @@ pub use url::UrlSource;
 
 use super::error::{CatalogError, ErrorKind};
 use crate::config::{CatalogConfig, RemoteCredential};
+use crate::outbound::Outbound;
 
 /// What remote sources share: where git caches live, limits and credentials.
 #[derive(Debug, Clone)]
@@ -30,6 +31,8 @@ pub struct RemoteContext {
     pub cache_dir: PathBuf,
     pub timeout: Duration,
     pub max_redirects: usize,
+    /// Which addresses may be read from (`[outbound]`).
+    pub outbound: Outbound,
     credentials: Vec<RemoteCredential>,
 }
 
@@ -42,9 +45,9 @@ pub struct Credential {
 impl RemoteContext {
     /// Settings from `[catalog]`; git caches go under `cache_dir` (made absolute: git runs in
     /// the cache repository and must still find the askpass helper).
-    pub fn new(cache_dir: PathBuf, config: &CatalogConfig) -> Self {
+    pub fn new(cache_dir: PathBuf, config: &CatalogConfig, outbound: Outbound) -> Self {
         let cache_dir = if cache_dir.is_absolute() { cache_dir } else { std::env::current_dir().unwrap_or_default().join(cache_dir) };
-        Self { cache_dir, timeout: config.remote_timeout, max_redirects: config.max_redirects, credentials: config.credentials.clone() }
+        Self { cache_dir, timeout: config.remote_timeout, max_redirects: config.max_redirects, outbound, credentials: config.credentials.clone() }
     }
 
     /// The credential with the longest `url_prefix` that `url` starts with. A configured but
@@ -75,46 +78,34 @@ pub fn check_http_url(target: &str) -> Result<::url::Url, String> {
     Ok(u)
 }
 
-/// Whether Nova refuses to connect to an address: link-local ranges (where cloud metadata
-/// services such as 169.254.169.254 live), other known metadata addresses, and "this host".
-pub fn is_blocked(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_link_local() || v4.is_unspecified() || v4.octets() == [100, 100, 100, 200] || v4.octets()[0] == 0,
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_blocked(IpAddr::V4(v4));
-            }
-            let seg = v6.segments();
-            (seg[0] & 0xffc0) == 0xfe80 || v6.is_unspecified() || seg == [0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254]
-        }
-    }
+/// The error for a refused address.
+fn blocked_error(host: &str, why: &str) -> CatalogError {
+    CatalogError::location("", ErrorKind::Location, "allowed-address", format!("{host} resolves to {why}; Nova does not read catalog files from there ([outbound])"))
 }
 
-/// The error for a refused address.
-fn blocked_error(host: &str) -> CatalogError {
-    CatalogError::location(
-        "",
-        ErrorKind::Location,
-        "allowed-address",
-        format!("{host} resolves to a link-local or metadata address; Nova does not read catalog files from there"),
-    )
+/// Why `ip` may not be read from (loopback is fine: a catalog server on this machine).
+fn refusal(outbound: &Outbound, ip: IpAddr) -> Option<&'static str> {
+    outbound.refusal(ip, true)
 }
 
 /// Resolves `host` and refuses it when any of its addresses is blocked. Used before git
 /// connects (git resolves again itself; an attacker who controls DNS could still race this, which
 /// docs/CATALOG.md states).
-fn check_host(host: &str, port: u16) -> Result<(), CatalogError> {
+fn check_host(outbound: &Outbound, host: &str, port: u16) -> Result<(), CatalogError> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    if Outbound::is_metadata_name(host) {
+        return Err(blocked_error(host, "a cloud metadata host"));
+    }
     if let Ok(ip) = host.parse::<IpAddr>() {
-        return if is_blocked(ip) { Err(blocked_error(host)) } else { Ok(()) };
+        return refusal(outbound, ip).map_or(Ok(()), |why| Err(blocked_error(host, why)));
     }
     use std::net::ToSocketAddrs;
     let addrs = (host, port).to_socket_addrs().map_err(|e| {
         CatalogError::location("", ErrorKind::Location, "reachable", format!("cannot resolve {host}: {e}"))
     })?;
     for a in addrs {
-        if is_blocked(a.ip()) {
-            return Err(blocked_error(host));
+        if let Some(why) = refusal(outbound, a.ip()) {
+            return Err(blocked_error(host, why));
         }
     }
     Ok(())
@@ -125,16 +116,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn metadata_and_link_local_addresses_are_blocked() {
-        for ip in ["169.254.169.254", "169.254.0.1", "100.100.100.200", "0.0.0.0", "fe80::1", "fd00:ec2::254", "::ffff:169.254.169.254", "::"] {
-            assert!(is_blocked(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["127.0.0.1", "10.1.2.3", "192.168.1.1", "::1", "2001:db8::1"] {
-            assert!(!is_blocked(ip.parse().unwrap()), "{ip}");
-        }
-        assert!(check_host("169.254.169.254", 80).is_err());
-        assert!(check_host("[fe80::1]", 80).is_err());
-        assert!(check_host("127.0.0.1", 80).is_ok());
+    fn metadata_link_local_and_denied_hosts_are_refused() {
+        let default = Outbound::default();
+        assert!(check_host(&default, "169.254.169.254", 80).is_err());
+        assert!(check_host(&default, "[fe80::1]", 80).is_err());
+        assert!(check_host(&default, "metadata.google.internal", 80).is_err());
+        assert!(check_host(&default, "127.0.0.1", 80).is_ok(), "a catalog server on this machine is fine");
+        assert!(check_host(&default, "10.1.2.3", 80).is_ok());
+        let denied = Outbound::from_config(&crate::outbound::OutboundConfig { deny: vec!["10.0.0.0/8".into()], ..Default::default() }).unwrap();
+        let e = check_host(&denied, "10.1.2.3", 80).unwrap_err();
+        assert!(e.message.contains("outbound.deny"), "{}", e.message);
     }
 
     #[test]
@@ -146,7 +137,7 @@ mod tests {
             secret: crate::secrets::SecretRef::Env(var.into()),
         };
         config.credentials = vec![cred("https://h/", "PATH"), cred("https://h/team/", "HOME"), cred("https://other/", "NOVA_TEST_UNSET_VAR")];
-        let ctx = RemoteContext::new(PathBuf::from("/nonexistent"), &config);
+        let ctx = RemoteContext::new(PathBuf::from("/nonexistent"), &config, Outbound::default());
         assert_eq!(ctx.credential_for("https://h/team/r.git").unwrap().unwrap().username.as_deref(), Some("https://h/team/"));
         assert_eq!(ctx.credential_for("https://h/x").unwrap().unwrap().username.as_deref(), Some("https://h/"));
         assert!(ctx.credential_for("https://nowhere/x").unwrap().is_none());

@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 
-use super::{RemoteContext, blocked_error, check_http_url, is_blocked};
+use super::{RemoteContext, blocked_error, check_http_url, refusal};
 use crate::catalog::error::{CatalogError, ErrorKind};
 use crate::catalog::location::{Fetched, LocationRead, LocationSpec, ReadLimits, Source, SourceFile, SourceRead, too_large, utf8};
 
@@ -47,8 +47,10 @@ impl<'a> UrlSource<'a> {
     fn client(&mut self) -> Result<&Client, CatalogError> {
         if self.client.is_none() {
             let max = self.remote.max_redirects;
+            let outbound = self.remote.outbound.clone();
+            let resolver_outbound = outbound.clone();
             let policy = reqwest::redirect::Policy::custom(move |attempt| {
-                let literal_blocked = attempt.url().host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok()).is_some_and(is_blocked);
+                let literal_blocked = attempt.url().host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok()).and_then(|ip| refusal(&outbound, ip)).is_some();
                 if attempt.previous().contains(attempt.url()) {
                     attempt.error("redirect loop")
                 } else if attempt.previous().len() > max {
@@ -65,7 +67,7 @@ impl<'a> UrlSource<'a> {
                 .timeout(self.remote.timeout)
                 .connect_timeout(self.remote.timeout.min(std::time::Duration::from_secs(10)))
                 .redirect(policy)
-                .dns_resolver(Arc::new(CheckedResolver))
+                .dns_resolver(Arc::new(CheckedResolver(resolver_outbound)))
                 .user_agent(concat!("nova/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| fail("http-client", format!("cannot build the HTTP client: {}", chain(&e))))?;
@@ -77,9 +79,9 @@ impl<'a> UrlSource<'a> {
     fn fetch(&mut self, url: &str, previous: Option<&SourceRead>) -> Result<Fetched, CatalogError> {
         let url = check_http_url(url).map_err(|e| fail("valid-target", e))?;
         if let Some(ip) = url.host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok())
-            && is_blocked(ip)
+            && let Some(why) = refusal(&self.remote.outbound, ip)
         {
-            return Err(blocked_error(url.host_str().unwrap_or_default()));
+            return Err(blocked_error(url.host_str().unwrap_or_default(), why));
         }
         let credential = self.remote.credential_for(url.as_str())?;
         let max = self.limits.max_file_bytes;
@@ -148,16 +150,20 @@ impl Source for UrlSource<'_> {
     }
 }
 
-/// A resolver that refuses names with a link-local or metadata address.
-struct CheckedResolver;
+/// A resolver that refuses names with an address `[outbound]` refuses (metadata, link-local).
+struct CheckedResolver(crate::outbound::Outbound);
 
 impl reqwest::dns::Resolve for CheckedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
+        let outbound = self.0.clone();
         Box::pin(async move {
+            if crate::outbound::Outbound::is_metadata_name(&host) {
+                return Err(blocked_error(&host, "a cloud metadata host").message.into());
+            }
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if addrs.iter().any(|a| is_blocked(a.ip())) {
-                return Err(blocked_error(&host).message.into());
+            if let Some(why) = addrs.iter().find_map(|a| refusal(&outbound, a.ip())) {
+                return Err(blocked_error(&host, why).message.into());
             }
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
@@ -186,7 +192,7 @@ fn request_error(e: &reqwest::Error, timeout: std::time::Duration) -> CatalogErr
     if e.is_redirect() {
         return fail("redirects", text);
     }
-    if text.contains("link-local or metadata address") {
+    if text.contains("Nova does not read catalog files from there") {
         return fail("allowed-address", text);
     }
     fail("reachable", text)

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use crate::registry::config::OciConfig;
 use crate::secrets::SecretRef;
 use crate::registry::provider::RegistryError;
-use crate::registry::safe_net::{self, SafeResolver};
+use crate::registry::safe_net::{self, Follow};
 
 /// Redirects followed for one blob.
 const MAX_REDIRECTS: usize = 5;
@@ -72,7 +72,7 @@ pub struct Client {
     http: reqwest::Client,
     /// For redirects away from the registry: no credentials, resolver refuses unsafe addresses.
     outside: reqwest::Client,
-    allow_loopback: bool,
+    follow: Follow,
     limit: Semaphore,
     max_attempts: u32,
     max_bytes: usize,
@@ -81,15 +81,16 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `config`, with `timeout` per call and `max_bytes` per body.
-    pub fn new(config: &OciConfig, timeout: Duration, max_bytes: usize) -> Result<Self, String> {
-        let allow_loopback = config.url.host_str().is_some_and(safe_net::is_local_host);
+    /// A client for `config`, with `timeout` per call and `max_bytes` per body, following
+    /// redirects and token realms only where `outbound` allows.
+    pub fn new(config: &OciConfig, timeout: Duration, max_bytes: usize, outbound: crate::outbound::Outbound) -> Result<Self, String> {
+        let follow = Follow { outbound, allow_loopback: config.url.host_str().is_some_and(safe_net::is_local_host) };
         let user_agent = concat!("nova/", env!("CARGO_PKG_VERSION"));
         let build = |b: reqwest::ClientBuilder| {
             b.redirect(reqwest::redirect::Policy::none()).timeout(timeout).connect_timeout(timeout.min(Duration::from_secs(10))).user_agent(user_agent).build()
         };
         let http = build(reqwest::Client::builder()).map_err(|e| e.to_string())?;
-        let outside = build(reqwest::Client::builder().dns_resolver(SafeResolver::shared(allow_loopback))).map_err(|e| e.to_string())?;
+        let outside = build(reqwest::Client::builder().dns_resolver(follow.resolver())).map_err(|e| e.to_string())?;
         let mut base = config.url.clone();
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
@@ -100,7 +101,7 @@ impl Client {
             password: config.password.clone().map(Password::Ref),
             http,
             outside,
-            allow_loopback,
+            follow,
             limit: Semaphore::new(config.max_concurrency),
             max_attempts: config.max_attempts,
             max_bytes,
@@ -250,7 +251,7 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .ok_or_else(|| RegistryError::BadResponse("a redirect without a Location header".into()))?;
             let next = response.url().join(location).map_err(|e| RegistryError::BadResponse(format!("an unusable redirect: {e}")))?;
-            safe_net::check_url(&next, self.allow_loopback)?;
+            self.follow.check_url(&next)?;
             let _permit = self.limit.acquire().await.expect("semaphore is never closed");
             response = self.outside.get(next.clone()).send().await.map_err(|e| redirect_error(&next, e))?;
         }
@@ -302,7 +303,7 @@ impl Client {
                 if realm.scheme() != "https" && self.base.scheme() == "https" {
                     return Err(RegistryError::Refused("the registry's token realm is not https; Nova will not send credentials there".into()));
                 }
-                safe_net::check_url(&realm, self.allow_loopback)?;
+                self.follow.check_url(&realm)?;
                 AuthMode::Bearer { realm, service: params.get("service").cloned() }
             }
             other => return Err(RegistryError::Denied(format!("the registry asks for unsupported authentication {other:?}"))),

@@ -41,12 +41,13 @@ pub struct OciRegistry {
 }
 
 impl OciRegistry {
-    /// A registry from its configuration.
-    pub fn new(name: &str, config: &OciConfig, settings: &RegistrySettings) -> Result<Self, String> {
+    /// A registry from its configuration; redirects and token realms are followed only to
+    /// addresses `outbound` allows.
+    pub fn new(name: &str, config: &OciConfig, settings: &RegistrySettings, outbound: &crate::outbound::Outbound) -> Result<Self, String> {
         let pull_host = config.pull_host();
         Ok(Self {
             name: name.to_string(),
-            client: Client::new(config, settings.request_timeout, settings.max_manifest_bytes)?,
+            client: Client::new(config, settings.request_timeout, settings.max_manifest_bytes, outbound.clone())?,
             pull_host,
             console_url: config.console_url.clone(),
             concurrency: config.max_concurrency,
