@@ -6,6 +6,7 @@
 //
 // Later issues add their flows as more *.test.mjs files; startNova's options (extra TOML config,
 // environment, arguments, catalog files) are how they configure Nova.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
@@ -144,6 +145,38 @@ export function withScreenshot(page, name, body) {
       throw e;
     }
   };
+}
+
+/**
+ * Reloads `page` until `locator` is visible, within `ms`: what background work (the registry
+ * refresh, the GitOps writer) shows only on a later render.
+ */
+export async function reloadUntil(page, locator, ms = 30_000) {
+  const deadline = Date.now() + ms;
+  while (await locator.count() === 0) {
+    if (Date.now() > deadline) throw new Error(`not visible within ${ms / 1000} s: ${locator}`);
+    await new Promise((r) => setTimeout(r, 500));
+    await page.reload();
+  }
+}
+
+/** On a component's Deployments tab: promotes the artifact whose row shows `rowText`. */
+export async function promote(page, rowText, environment) {
+  const row = page.locator('table.artifacts tbody tr', { hasText: rowText });
+  await row.getByLabel('to').selectOption(environment);
+  await row.getByRole('button', { name: 'Promote' }).click();
+}
+
+/**
+ * The pending promotion into `environment` once shown, checked to have no approval yet of
+ * `needed` and no Approve button for the signed-in requester.
+ */
+export async function pendingApproval(page, environment, needed) {
+  const pending = page.locator('table.pending tbody tr', { hasText: environment });
+  await pending.waitFor();
+  assert.match(await pending.locator('td.approvals').innerText(), new RegExp(`^0/${needed}`));
+  assert.equal(await pending.getByRole('button', { name: 'Approve' }).count(), 0, 'the requester cannot approve');
+  return pending;
 }
 
 /** Where tests/oidc's provider lives, and whether its package is installed. */

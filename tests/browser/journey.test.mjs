@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { launchBrowser, outputDir, repoRoot, startNova, withScreenshot } from './harness.mjs';
+import { launchBrowser, outputDir, pendingApproval, promote, reloadUntil, repoRoot, startNova, withScreenshot } from './harness.mjs';
 
 const tourRoot = process.env.NOVA_UPDATE_TOUR ? path.join(repoRoot, 'docs') : path.join(outputDir, '..', 'tour');
 const NEW_TAG = 'v1.3.0';
@@ -34,17 +34,6 @@ async function shot(slug, title, caption) {
   await mkdir(path.join(tourRoot, 'tour'), { recursive: true });
   await page.screenshot({ path: path.join(tourRoot, file), type: 'png' });
   shots.push({ file, title, caption });
-}
-
-/** Reloads until `locator` is visible: the registry view refreshes in the background. */
-async function reloadUntil(locator, ms) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await locator.count() > 0) return;
-    if (Date.now() > deadline) throw new Error(`not visible within ${ms / 1000} s: ${locator}`);
-    await new Promise((r) => setTimeout(r, 1000));
-    await page.reload();
-  }
 }
 
 before(async () => {
@@ -83,7 +72,7 @@ step('opens the Storefront Web component', async () => {
 step('sees its images in the demo registry', async () => {
   await page.getByRole('link', { name: 'Images', exact: true }).click();
   const images = page.locator('table.images');
-  await reloadUntil(images.getByText('v1.2.0', { exact: true }), 60_000);
+  await reloadUntil(page, images.getByText('v1.2.0', { exact: true }), 60_000);
   for (const tag of ['v1.0.0', 'v1.1.0']) await images.getByText(tag, { exact: true }).waitFor();
   const index = images.locator('tr', { has: page.getByText('v1.2.0', { exact: true }) });
   const platforms = await index.innerText();
@@ -123,7 +112,7 @@ step('follows the live log to success', async () => {
 step('sees the new image on the Images tab', async () => {
   await page.goto(`${nova.base}/catalog/default/component/storefront-web/images`);
   const images = page.locator('table.images');
-  await reloadUntil(images.getByText(NEW_TAG, { exact: true }), 60_000);
+  await reloadUntil(page, images.getByText(NEW_TAG, { exact: true }), 60_000);
   const row = images.locator('tbody tr').first();
   const newest = await row.innerText();
   assert.match(newest, new RegExp(NEW_TAG.replace(/\./g, '\\.')), 'the new image is the newest');
@@ -143,26 +132,19 @@ async function signInAs(query, name) {
 
 step('finds the new image in dev, promoted there by itself', async () => {
   await page.goto(`${nova.base}/catalog/default/component/storefront-web/deployments`);
-  await reloadUntil(page.locator('tr[data-environment="dev"]', { hasText: NEW_TAG }), 60_000);
+  await reloadUntil(page, page.locator('tr[data-environment="dev"]', { hasText: NEW_TAG }), 60_000);
   await page.locator('table.artifacts').getByText(NEW_TAG, { exact: true }).waitFor();
   await shot('dev', 'In dev by itself', `Every image Nova builds is an artifact, identified by its digest. Builds of main go to dev by themselves: Nova wrote ${NEW_TAG}'s digest into dev's overlay in the GitOps repository, which Argo CD or Flux would sync.`);
 });
 
 step('promotes it to staging', async () => {
-  const row = page.locator('table.artifacts tbody tr', { hasText: NEW_TAG });
-  await row.getByLabel('to').selectOption('staging');
-  await row.getByRole('button', { name: 'Promote' }).click();
-  await reloadUntil(page.locator('tr[data-environment="staging"]', { hasText: NEW_TAG }), 60_000);
+  await promote(page, NEW_TAG, 'staging');
+  await reloadUntil(page, page.locator('tr[data-environment="staging"]', { hasText: NEW_TAG }), 60_000);
 });
 
 step('asks for production, which needs two approvals', async () => {
-  const row = page.locator('table.artifacts tbody tr', { hasText: NEW_TAG });
-  await row.getByLabel('to').selectOption('production');
-  await row.getByRole('button', { name: 'Promote' }).click();
-  const pending = page.locator('table.pending tbody tr', { hasText: 'production' });
-  await pending.waitFor();
-  assert.match(await pending.locator('td.approvals').innerText(), /^0\/2/);
-  assert.equal(await pending.getByRole('button', { name: 'Approve' }).count(), 0, 'the requester cannot approve');
+  await promote(page, NEW_TAG, 'production');
+  await pendingApproval(page, 'production', 2);
   await shot('production-asked', 'Production needs two approvals', 'The same digest that ran in staging is asked for production. Its gates: two approvals from Engineering (never the requester) and a wait after staging.');
 });
 
@@ -173,7 +155,7 @@ step('two other engineers approve, and production runs the same digest', async (
   await signInAs('omar', 'Omar Haddad');
   await page.locator('table.pending tbody tr', { hasText: 'production' }).getByRole('button', { name: 'Approve' }).click();
   const production = page.locator('tr[data-environment="production"]', { hasText: NEW_TAG });
-  await reloadUntil(production, 60_000);
+  await reloadUntil(page, production, 60_000);
   assert.match(await production.innerText(), /approved by user:default\/ana\.lima, user:default\/omar\.haddad/);
   // The GitOps repository's production overlay names the image by the digest the build pushed.
   const gitops = path.join(nova.dir, 'data', 'demo', 'git', 'platform', 'gitops.git');

@@ -11,7 +11,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { freePort, launchBrowser, outputDir, startNova, withScreenshot } from './harness.mjs';
+import { freePort, launchBrowser, outputDir, pendingApproval, promote, reloadUntil, startNova, withScreenshot } from './harness.mjs';
 
 const COMPONENT = 'release-demo';
 const KUSTOMIZATION = 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../../base\nimages:\n- name: release-demo\n  newTag: old\n';
@@ -88,16 +88,6 @@ async function signInAs(query, name) {
   await page.getByRole('heading', { name: 'Environments' }).waitFor();
 }
 
-/** Reloads until `locator` is visible (the writer runs in the background). */
-async function reloadUntil(locator, ms = 30_000) {
-  const deadline = Date.now() + ms;
-  while (await locator.count() === 0) {
-    if (Date.now() > deadline) throw new Error(`not visible within ${ms / 1000} s: ${locator}`);
-    await new Promise((r) => setTimeout(r, 500));
-    await page.reload();
-  }
-}
-
 before(async () => {
   work = await mkdtemp(path.join(tmpdir(), 'nova-release-'));
   const seed = path.join(work, 'seed');
@@ -142,20 +132,13 @@ step('CI reports the pushed image through the signed intake webhook', async () =
 });
 
 step('the owner promotes it to dev, where it lands', async () => {
-  const row = page.locator('table.artifacts tbody tr', { hasText: digest.slice(0, 19) });
-  await row.getByLabel('to').selectOption('dev');
-  await row.getByRole('button', { name: 'Promote' }).click();
-  await reloadUntil(page.locator('tr[data-environment="dev"]', { hasText: digest.slice(0, 19) }));
+  await promote(page, digest.slice(0, 19), 'dev');
+  await reloadUntil(page, page.locator('tr[data-environment="dev"]', { hasText: digest.slice(0, 19) }));
 });
 
 step('the owner asks for production, which needs two approvals', async () => {
-  const row = page.locator('table.artifacts tbody tr', { hasText: digest.slice(0, 19) });
-  await row.getByLabel('to').selectOption('production');
-  await row.getByRole('button', { name: 'Promote' }).click();
-  const pending = page.locator('table.pending tbody tr', { hasText: 'production' });
-  await pending.waitFor();
-  assert.match(await pending.locator('td.approvals').innerText(), /^0\/2/);
-  assert.equal(await pending.getByRole('button', { name: 'Approve' }).count(), 0, 'the requester cannot approve');
+  await promote(page, digest.slice(0, 19), 'production');
+  await pendingApproval(page, 'production', 2);
 });
 
 step('a first approver approves: 1/2, with their name', async () => {
@@ -171,7 +154,7 @@ step('the second approver approves, and production shows the artifact with its c
   await signInAs('sam', 'Sam Okafor');
   await page.locator('table.pending tbody tr', { hasText: 'production' }).getByRole('button', { name: 'Approve' }).click();
   const production = page.locator('tr[data-environment="production"]', { hasText: digest.slice(0, 19) });
-  await reloadUntil(production);
+  await reloadUntil(page, production);
   assert.match(await production.innerText(), /v1\.0\.0/);
   assert.match(await production.innerText(), /approved by user:default\/pat\.chen, user:default\/sam\.okafor/);
   const href = await production.locator('a.commit').getAttribute('href');

@@ -14,45 +14,6 @@ use support::client::Client;
 use support::registry::{Auth, PUSHER, TestRegistry};
 use support::*;
 
-const CATALOG: &str = "\
-apiVersion: backstage.io/v1alpha1
-kind: Group
-metadata: { name: team-a }
-spec: { type: team, children: [] }
----
-apiVersion: backstage.io/v1alpha1
-kind: Group
-metadata: { name: team-b }
-spec: { type: team, children: [] }
----
-apiVersion: backstage.io/v1alpha1
-kind: User
-metadata: { name: alice }
-spec: { memberOf: [team-a] }
----
-apiVersion: backstage.io/v1alpha1
-kind: User
-metadata: { name: bob }
-spec: { memberOf: [team-b] }
----
-apiVersion: backstage.io/v1alpha1
-kind: Component
-metadata:
-  name: svc
-  annotations:
-    nova.dev/git-repository: GIT_URL
-    nova.dev/image-repository: REGISTRY/team-a/svc
-spec: { type: service, lifecycle: production, owner: team-a }
----
-apiVersion: backstage.io/v1alpha1
-kind: Component
-metadata:
-  name: theirs
-  annotations:
-    nova.dev/git-repository: GIT_URL
-    nova.dev/image-repository: REGISTRY/team-b/theirs
-spec: { type: service, lifecycle: production, owner: team-b }
-";
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new("git").arg("-C").arg(dir).args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"]).args(args).output().unwrap();
@@ -99,7 +60,7 @@ async fn the_owning_teams_credentials_clone_and_push_and_leak_nowhere() {
 
     let host = registry.url.trim_start_matches("http://").to_string();
     let dir = tempfile::tempdir().unwrap();
-    let file = write_file(dir.path(), "catalog.yaml", &CATALOG.replace("GIT_URL", &git_url).replace("REGISTRY", &host));
+    let file = write_file(dir.path(), "catalog.yaml", &two_teams_catalog(&git_url, &host));
     let insecure = host.clone();
     let configure = move |c: &mut nova::config::Config| c.builds.insecure_registries = vec![insecure];
     let app = spawn_app_with(Backend::Sqlite, Options { locations: vec![file.display().to_string()], dir: Some(dir), configure: Some(Box::new(configure)), ..Default::default() }).await;

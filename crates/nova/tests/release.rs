@@ -123,6 +123,13 @@ impl Client<'_> {
         self.call(reqwest::Method::POST, path, Some(user), Some(body)).await
     }
 
+    /// Rita promotes digest `n` of shop to `environment`; answers the promotion once finished.
+    async fn promote_shop(&mut self, n: u8, environment: &str) -> Value {
+        let (status, p) = self.post("/api/v1/components/shop/promotions", "user:default/rita", json!({ "digest": digest(n), "environment": environment })).await;
+        assert_eq!(status, 201, "promotion to {environment}: {p}");
+        self.finished(p["id"].as_str().unwrap()).await
+    }
+
     /// Waits until the promotion is finished; answers it.
     async fn finished(&mut self, id: &str) -> Value {
         for _ in 0..300 {
@@ -547,17 +554,14 @@ on_both_backends! {
         let app = start_with(backend, &text, &password, |_| {}).await;
         let mut c = Client { app: &app, bodies: Vec::new() };
         record_artifact(&app, 1, "main").await;
-        let promos = "/api/v1/components/shop/promotions";
-        let (_, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "dev" })).await;
-        let p = c.finished(p["id"].as_str().unwrap()).await;
+        let p = c.promote_shop(1, "dev").await;
         assert_eq!(p["state"], "done", "{p}");
         let (text, commits) = remote_file(&root, &repo, "apps/shop/deployment.yaml");
         assert!(text.contains(&format!("image: registry.example.com/shop/shop@{}", digest(1))), "{text}");
         assert_eq!(commits, 2);
 
         // A YAML path that is not in the file fails the promotion with the reason; nothing is written.
-        let (_, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "prod" })).await;
-        let p = c.finished(p["id"].as_str().unwrap()).await;
+        let p = c.promote_shop(1, "prod").await;
         assert_eq!(p["state"], "failed", "{p}");
         assert!(p["reason"].as_str().unwrap().contains("nothing at YAML path spec.template.spec.containers[name=web].image"), "{p}");
         assert_eq!(remote_file(&root, &repo, "apps/shop/deployment.yaml").1, 2, "no commit");
@@ -574,9 +578,7 @@ on_both_backends! {
         let app = start_with(backend, &text, &password, |_| {}).await;
         let mut c = Client { app: &app, bodies: Vec::new() };
         record_artifact(&app, 1, "main").await;
-        let promos = "/api/v1/components/shop/promotions";
-        let (_, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "dev" })).await;
-        let p = c.finished(p["id"].as_str().unwrap()).await;
+        let p = c.promote_shop(1, "dev").await;
         assert_eq!(p["state"], "done", "{p}");
         let (text, commits) = remote_file(&root, &repo, "apps/shop/values.yaml");
         let expected = HELM_VALUES
@@ -588,11 +590,9 @@ on_both_backends! {
 
         // The same artifact again commits nothing; a values key that is not in the file fails
         // the promotion with the reason and writes nothing.
-        let (_, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "dev" })).await;
-        assert_eq!(c.finished(p["id"].as_str().unwrap()).await["state"], "done");
+        assert_eq!(c.promote_shop(1, "dev").await["state"], "done");
         assert_eq!(remote_file(&root, &repo, "apps/shop/values.yaml").1, 2, "no second commit");
-        let (_, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(1), "environment": "prod" })).await;
-        let p = c.finished(p["id"].as_str().unwrap()).await;
+        let p = c.promote_shop(1, "prod").await;
         assert_eq!(p["state"], "failed", "{p}");
         assert!(p["reason"].as_str().unwrap().contains("apps/shop/values.yaml has no `app` (gitops.values_key)"), "{p}");
         assert_eq!(remote_file(&root, &repo, "apps/shop/values.yaml").1, 2, "no commit");
@@ -662,8 +662,7 @@ on_both_backends! {
         record_artifact(&app, 2, "feature/x").await;
         let promos = "/api/v1/components/shop/promotions";
         for n in [2, 1] {
-            let (_, p) = c.post(promos, "user:default/rita", json!({ "digest": digest(n), "environment": "dev" })).await;
-            assert_eq!(c.finished(p["id"].as_str().unwrap()).await["state"], "done");
+            assert_eq!(c.promote_shop(n, "dev").await["state"], "done");
         }
         let (s, v) = c.post(promos, "user:default/rita", json!({ "digest": digest(2), "environment": "prod" })).await;
         assert_eq!(s, 409, "a feature branch may not enter prod: {v}");

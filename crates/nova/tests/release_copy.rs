@@ -298,10 +298,12 @@ on_both_backends! {
         record_artifact(&app, "shop", "src/shop/shop", &new.digest, &["v2"]).await;
         record_artifact(&app, "lab", "src/shop/shop", &new.digest, &["v2"]).await;
 
-        // dev names the artifact's own repository: nothing is copied.
+        // dev names the artifact's own repository: nothing is copied, and the GitOps file
+        // names it as a cluster pulls it (the registry's host, not Nova's name for it).
         let id = api.promote("shop", &new.digest, "dev").await;
         let p = api.until(&id, &["done", "failed"]).await;
-        assert_eq!((p["state"].as_str(), p["deployedRepository"].as_str(), p["verifiedAt"].as_i64()), (Some("done"), Some("src/shop/shop"), None), "{p}");
+        let pulled = format!("{}/shop/shop", src.url.trim_start_matches("http://"));
+        assert_eq!((p["state"].as_str(), p["deployedRepository"].as_str(), p["verifiedAt"].as_i64()), (Some("done"), Some(pulled.as_str()), None), "{p}");
         assert!(api.audited("release.promotion.copied").await.is_empty());
 
         // staging: written, then verifying until the new digest shows; Nova restarts meanwhile.

@@ -20,45 +20,6 @@ use support::registry::{Auth, TestRegistry};
 use support::sshd::{SshServer, git, new_key};
 use support::*;
 
-const CATALOG: &str = "\
-apiVersion: backstage.io/v1alpha1
-kind: Group
-metadata: { name: team-a }
-spec: { type: team, children: [] }
----
-apiVersion: backstage.io/v1alpha1
-kind: Group
-metadata: { name: team-b }
-spec: { type: team, children: [] }
----
-apiVersion: backstage.io/v1alpha1
-kind: User
-metadata: { name: alice }
-spec: { memberOf: [team-a] }
----
-apiVersion: backstage.io/v1alpha1
-kind: User
-metadata: { name: bob }
-spec: { memberOf: [team-b] }
----
-apiVersion: backstage.io/v1alpha1
-kind: Component
-metadata:
-  name: svc
-  annotations:
-    nova.dev/git-repository: GIT_URL
-    nova.dev/image-repository: REGISTRY/team-a/svc
-spec: { type: service, lifecycle: production, owner: team-a }
----
-apiVersion: backstage.io/v1alpha1
-kind: Component
-metadata:
-  name: theirs
-  annotations:
-    nova.dev/git-repository: GIT_URL
-    nova.dev/image-repository: REGISTRY/team-b/theirs
-spec: { type: service, lifecycle: production, owner: team-b }
-";
 
 /// What every test of this binary shares, set up once before any of them starts a child:
 /// `ssh` on PATH is a wrapper that records, for each run, its arguments and the mode of the
@@ -124,7 +85,7 @@ fn ssh_key(repositories: &[&str], key: &str) -> Value {
 
 /// Nova on the test catalog, SSH host keys pinned to `known_hosts`.
 async fn nova(dir: tempfile::TempDir, git_url: &str, registry: &str, known_hosts: PathBuf) -> TestApp {
-    let file = write_file(dir.path(), "catalog.yaml", &CATALOG.replace("GIT_URL", git_url).replace("REGISTRY", registry));
+    let file = write_file(dir.path(), "catalog.yaml", &two_teams_catalog(git_url, registry));
     let insecure = registry.to_string();
     let configure = move |c: &mut nova::config::Config| {
         c.builds.ssh_known_hosts = Some(known_hosts);

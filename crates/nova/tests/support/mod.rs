@@ -304,6 +304,52 @@ pub fn write_file(dir: &Path, rel: &str, text: &str) -> PathBuf {
     p
 }
 
+/// Two teams, a member of each and a component of each (`svc` of team-a, `theirs` of team-b),
+/// both built from `git_url` and pushed below `registry`: the credential tests' catalog.
+pub fn two_teams_catalog(git_url: &str, registry: &str) -> String {
+    TWO_TEAMS.replace("GIT_URL", git_url).replace("REGISTRY", registry)
+}
+
+const TWO_TEAMS: &str = "\
+apiVersion: backstage.io/v1alpha1
+kind: Group
+metadata: { name: team-a }
+spec: { type: team, children: [] }
+---
+apiVersion: backstage.io/v1alpha1
+kind: Group
+metadata: { name: team-b }
+spec: { type: team, children: [] }
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata: { name: alice }
+spec: { memberOf: [team-a] }
+---
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata: { name: bob }
+spec: { memberOf: [team-b] }
+---
+apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: svc
+  annotations:
+    nova.dev/git-repository: GIT_URL
+    nova.dev/image-repository: REGISTRY/team-a/svc
+spec: { type: service, lifecycle: production, owner: team-a }
+---
+apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: theirs
+  annotations:
+    nova.dev/git-repository: GIT_URL
+    nova.dev/image-repository: REGISTRY/team-b/theirs
+spec: { type: service, lifecycle: production, owner: team-b }
+";
+
 /// A minimal valid Component document.
 pub fn component_yaml(name: &str, owner: &str) -> String {
     format!("apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: service\n  lifecycle: production\n  owner: {owner}\n")
