@@ -9,7 +9,7 @@
 // docs/tour/ instead (how the committed tour is made).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { launchBrowser, outputDir, pendingApproval, promote, reloadUntil, repoRoot, startNova, withScreenshot } from './harness.mjs';
@@ -22,10 +22,14 @@ let browser;
 let page;
 const shots = [];
 const steps = [];
+let passed = 0;
 const current = () => page;
 const step = (name, body) => {
   steps.push(name);
-  test(name, withScreenshot(current, name, body));
+  test(name, withScreenshot(current, name, async (t) => {
+    await body(t);
+    passed += 1;
+  }));
 };
 
 /** Saves the page as the tour's next picture, with the words the tour shows under it. */
@@ -47,7 +51,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await nova?.stop();
-  if (shots.length === steps.length) await writeTour();
+  if (passed === steps.length) await writeTour();
 });
 
 step('signs in as a member of the Storefront team', async () => {
@@ -120,6 +124,16 @@ step('sees the new image on the Images tab', async () => {
   await shot('new-image', 'The new image', `Nova refreshes the repository as soon as its build pushed, so ${NEW_TAG} is at the top of the Images tab.`);
 });
 
+step("sees that the build cloned with the team's own read-only credential", async () => {
+  await page.goto(`${nova.base}/teams/storefront/credentials`);
+  const row = page.locator('table.credentials tbody tr', { hasText: 'demo-git' });
+  const text = await row.innerText();
+  assert.match(text, /git\.example\.com\/storefront\/storefront-web/);
+  assert.match(text, /read-only \(push refused\)/);
+  assert.match(text, /\(build [0-9a-f-]+\)/, 'its last use names the build');
+  await shot('credentials', "The team's credentials", "The demo's git server lets each team read its own repositories with a token of its own, registered as the team's credential: checked read-only, kept in the secret store, never shown again, and used only for the team's components. Its last use is the build.");
+});
+
 /** Signs out and signs in as `name` (development sign-in), back on the Deployments tab. */
 async function signInAs(query, name) {
   await page.getByRole('button', { name: 'Sign out' }).click();
@@ -188,4 +202,9 @@ async function writeTour() {
     lines.push(`## ${i + 1}. ${s.title}`, '', s.caption, '', `![${s.title}](${s.file})`, '');
   });
   await writeFile(path.join(tourRoot, 'TOUR.md'), lines.join('\n'));
+  // Pictures of an earlier tour that this one did not take.
+  const taken = new Set(shots.map((s) => path.basename(s.file)));
+  for (const file of await readdir(path.join(tourRoot, 'tour'))) {
+    if (file.endsWith('.png') && !taken.has(file)) await rm(path.join(tourRoot, 'tour', file));
+  }
 }

@@ -170,13 +170,19 @@ impl BuildsConfig {
     /// The URL a repository is cloned from: `url` with its longest `git_url_rewrites` prefix
     /// replaced, or `url` itself.
     pub fn clone_url(&self, url: &str) -> String {
-        self.git_url_rewrites
-            .iter()
-            .filter(|(from, _)| url.starts_with(from.as_str()))
-            .max_by_key(|(from, _)| from.len())
-            .map(|(from, to)| format!("{to}{}", &url[from.len()..]))
-            .unwrap_or_else(|| url.to_string())
+        rewrite_git_url(&self.git_url_rewrites, url)
     }
+}
+
+/// `url` with its longest prefix in `rewrites` replaced, or `url` itself (git's
+/// `url.<base>.insteadOf`).
+pub fn rewrite_git_url(rewrites: &BTreeMap<String, String>, url: &str) -> String {
+    rewrites
+        .iter()
+        .filter(|(from, _)| url.starts_with(from.as_str()))
+        .max_by_key(|(from, _)| from.len())
+        .map(|(from, to)| format!("{to}{}", &url[from.len()..]))
+        .unwrap_or_else(|| url.to_string())
 }
 
 /// `[server]`: the HTTP listener.

@@ -30,12 +30,14 @@ pub struct GitRemote {
     pub program: String,
     /// The known_hosts file SSH host keys are pinned to; `None`: accepted on first use.
     pub known_hosts: Option<PathBuf>,
+    /// `builds.git_url_rewrites`: where a repository URL is really reached.
+    pub rewrites: std::collections::BTreeMap<String, String>,
 }
 
 impl GitRemote {
     /// The git Nova's settings name.
     pub fn new(config: &BuildsConfig) -> Self {
-        Self { program: config.git.clone(), known_hosts: config.ssh_known_hosts.clone() }
+        Self { program: config.git.clone(), known_hosts: config.ssh_known_hosts.clone(), rewrites: config.git_url_rewrites.clone() }
     }
 
     /// A `git` command that runs no remote helper executing a command (`ext::`), whatever
@@ -86,7 +88,7 @@ impl GitRemote {
 
     async fn ls_remote(&self, url: &str, credential: Option<&TeamCredential>, patterns: &[&str]) -> Result<String, RemoteError> {
         let mut cmd = self.command();
-        cmd.args(["ls-remote", "--"]).arg(url).args(patterns);
+        cmd.args(["ls-remote", "--"]).arg(crate::config::rewrite_git_url(&self.rewrites, url)).args(patterns);
         let out = self.run(cmd, credential, "git ls-remote").await?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -104,7 +106,7 @@ impl GitRemote {
             self.run(cmd, None, "git init").await?;
         }
         let mut cmd = self.command();
-        cmd.arg("-C").arg(dir.path()).args(["push", "--dry-run", "--quiet", "--"]).arg(url).arg("HEAD:refs/heads/nova-read-only-check");
+        cmd.arg("-C").arg(dir.path()).args(["push", "--dry-run", "--quiet", "--"]).arg(crate::config::rewrite_git_url(&self.rewrites, url)).arg("HEAD:refs/heads/nova-read-only-check");
         Ok(self.run(cmd, credential, "git push --dry-run").await.is_err())
     }
 
@@ -155,7 +157,7 @@ mod tests {
     use super::*;
 
     fn remote() -> GitRemote {
-        GitRemote { program: "git".into(), known_hosts: None }
+        GitRemote { program: "git".into(), known_hosts: None, rewrites: Default::default() }
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
-//! The demo environment `nova serve --demo` brings up: a real CNCF registry and git daemon in a
-//! temporary directory, seeded from examples/repos; the registry serves every seeded tag (the
-//! multi-platform ones as an image index), the repositories clone and accept pushes, a second
-//! start seeds nothing, and stopping leaves no child running.
+//! The demo environment `nova serve --demo` brings up: a real CNCF registry and git's smart-HTTP
+//! server in a temporary directory, seeded from examples/repos; the registry serves every seeded
+//! tag (the multi-platform ones as an image index), the repositories clone with their team's
+//! token only and refuse pushes, the tokens register as the teams' credentials, a second start
+//! seeds nothing, and stopping leaves no child running.
 
 mod support;
 
@@ -10,6 +11,7 @@ use std::time::Instant;
 
 use nova::config::Config;
 use nova::demo::{DemoEnvironment, DemoOptions, Seeded, seed, tools};
+use base64::Engine;
 use serde_json::Value;
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -66,23 +68,48 @@ async fn the_demo_environment_serves_seeded_images_and_repositories() {
     }
     assert!(indexes >= 1, "the plan has a multi-platform image");
 
-    // The example repositories clone from the git server and accept pushes.
+    // The example repositories clone with their team's token, and with nothing else; pushes
+    // are refused: the token is a read-only deploy token.
     let clone = tmp.path().join("clone");
-    let url = format!("{}storefront/storefront-web.git", env.git_base);
+    let url = format!("{}storefront/storefront-web.git", env.git.base);
+    let auth = |team: &str| {
+        let token = env.git.tokens[team].expose();
+        format!("http.extraHeader=Authorization: Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{team}:{token}")))
+    };
     let (ok, out) = git(&["clone", "--quiet", &url, clone.to_str().unwrap()]);
-    assert!(ok, "git clone {url}: {out}");
+    assert!(!ok, "no token, no clone: {out}");
+    let (ok, out) = git(&["-c", &auth("data-platform"), "clone", "--quiet", &url, clone.to_str().unwrap()]);
+    assert!(!ok && out.contains("403"), "another team's token: {out}");
+    let (ok, out) = git(&["-c", &auth("storefront"), "clone", "--quiet", &url, clone.to_str().unwrap()]);
+    assert!(ok, "git clone {url} with the storefront token: {out}");
     assert!(clone.join("docker/Dockerfile").is_file());
     let c = clone.to_str().unwrap();
     std::fs::write(clone.join("CHANGELOG.md"), "v1.3.0\n").unwrap();
     assert!(git(&["-C", c, "add", "CHANGELOG.md"]).0);
     let (ok, out) = git(&["-C", c, "-c", "user.name=Test", "-c", "user.email=t@example.com", "commit", "--quiet", "-m", "Changelog"]);
     assert!(ok, "{out}");
-    let (ok, out) = git(&["-C", c, "push", "--quiet", "origin", "main"]);
-    assert!(ok, "git push to the demo git server: {out}");
+    let (ok, out) = git(&["-C", c, "-c", &auth("storefront"), "push", "--quiet", "origin", "main"]);
+    assert!(!ok && out.contains("403"), "the team token may not push: {out}");
 
-    // The GitOps repository: kustomize overlays per environment, the newest image in dev.
+    // Registered as the teams' credentials, each checked readable and read-only.
+    let settings = Config::load_over(env.settings(), None, Vec::new()).expect("the generated settings are valid");
+    let builds = settings.builds.clone();
+    let app = support::spawn_app_with(support::Backend::Sqlite, support::Options { configure: Some(Box::new(move |c| c.builds = builds)), ..Default::default() }).await;
+    env.register_credentials(&app.state).await;
+    for team in plan.teams() {
+        let info = nova::secrets::credentials::info(app.state.secrets.as_ref(), &team, nova::demo::CREDENTIAL_NAME).await.expect("the team's demo credential is registered");
+        let urls: Vec<String> = plan.repository_urls(&team).iter().map(|u| u.trim_end_matches(".git").to_string()).collect();
+        assert_eq!(info.repositories, urls, "{team}: the catalog URLs, normalised");
+        assert!(!info.checks.is_empty() && info.checks.iter().all(|c| c.readable && c.read_only == Some(true)), "{team}: {:?}", info.checks);
+    }
+    env.register_credentials(&app.state).await;
+    let rotated = nova::secrets::credentials::info(app.state.secrets.as_ref(), "storefront", nova::demo::CREDENTIAL_NAME).await.unwrap();
+    assert!(rotated.rotated_at_ms.is_some(), "a second registration rotates: {rotated:?}");
+
+    // The GitOps repository (read and written by path): kustomize overlays per environment,
+    // the newest image in dev.
     let gitops = tmp.path().join("gitops");
-    let (ok, out) = git(&["clone", "--quiet", &format!("{}{}", env.git_base, seed::GITOPS_REPOSITORY), gitops.to_str().unwrap()]);
+    let (ok, out) = git(&["clone", "--quiet", env.gitops_path.to_str().unwrap(), gitops.to_str().unwrap()]);
     assert!(ok, "{out}");
     let overlay = |e: &str| std::fs::read_to_string(gitops.join(format!("apps/storefront-web/overlays/{e}/kustomization.yaml"))).unwrap();
     assert!(overlay("dev").contains("newTag: v1.2.0") && overlay("staging").contains("newTag: v1.1.0") && overlay("production").contains("newTag: v1.0.0"));

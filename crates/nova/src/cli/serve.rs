@@ -66,11 +66,7 @@ async fn serve_with_demo(args: &ServeArgs) -> anyhow::Result<()> {
     let result = match configure(args, generated) {
         Ok((config, locations)) => {
             init_logging(&config.log, LogTarget::Stdout);
-            if env.is_some() {
-                let listen = config.server.listen;
-                demo::progress(&format!("ready: open http://{listen}/, sign in as Nina Patel (Storefront team) and open Storefront Web"));
-            }
-            serve(config, locations).await
+            serve(config, locations, env.as_ref()).await
         }
         Err(e) => Err(e),
     };
@@ -170,13 +166,18 @@ fn configure(args: &ServeArgs, generated: toml::Table) -> anyhow::Result<(Config
     Ok((config, locations))
 }
 
-async fn serve(config: Config, locations: Vec<crate::catalog::LocationSpec>) -> anyhow::Result<()> {
+/// Serves until a signal; with a demo environment, first registers its team credentials.
+async fn serve(config: Config, locations: Vec<crate::catalog::LocationSpec>, environment: Option<&DemoEnvironment>) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let demo = config.server.demo;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (is another Nova running? pass --listen ADDR for another address)"))?;
     let app = App::build(config, locations).await?;
+    if let Some(env) = environment {
+        env.register_credentials(&app.state).await;
+        demo::progress(&format!("ready: open http://{listen}/, sign in as Nina Patel (Storefront team) and open Storefront Web"));
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let addr = listener.local_addr().unwrap_or(listen);

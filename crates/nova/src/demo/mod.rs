@@ -3,19 +3,22 @@
 //! settings that point Nova at them (docs/DEMO.md).
 //!
 //! Everything lives under `<server.data_dir>/demo/` and is kept between runs: the second start
-//! reuses the repositories, images and (when still free) ports of the first. The children are
-//! started in process groups of their own and stopped by PID ([`children::Children`]).
+//! reuses the repositories, images and (when still free) ports of the first. The registry is
+//! a child started in a process group of its own and stopped by PID ([`children::Children`]);
+//! the git server runs inside Nova ([`git_http`]), each team reading its own repositories with
+//! a read-only token that [`DemoEnvironment::register_credentials`] stores as its credential.
 //!
 //! ```text
 //! demo/nova.toml         the generated settings (registries.demo, builds.*), for reading
 //! demo/state.toml        the ports of the last run
 //! demo/registry/         config.yml and storage/ of docker-registry
-//! demo/git/              bare repositories served by git daemon (git://127.0.0.1:PORT/...)
+//! demo/git/              bare repositories served over smart HTTP (http://127.0.0.1:PORT/...)
 //! demo/buildah/          image storage for seeding (vfs)
 //! demo/logs/, demo/run/  the children's output and PID files
 //! ```
 
 pub mod children;
+pub mod git_http;
 pub mod seed;
 pub mod tools;
 
@@ -27,6 +30,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use children::Children;
+use git_http::GitHttp;
 use seed::SeedPlan;
 
 /// The directory under `examples/` that holds the example service repositories and their
@@ -64,7 +68,7 @@ pub struct Seeded {
 /// What [`DemoEnvironment::bring_up`] started and seeded.
 struct Started {
     registry_host: String,
-    git_base: String,
+    git: GitHttp,
     seeded: Seeded,
     plan: SeedPlan,
 }
@@ -74,14 +78,14 @@ struct Started {
 pub struct DemoEnvironment {
     /// `127.0.0.1:PORT` of the registry.
     pub registry_host: String,
-    /// `git://127.0.0.1:PORT/` of the git server.
-    pub git_base: String,
     /// The GitOps repository (a bare repository the git server also serves).
     pub gitops_path: PathBuf,
     /// What this start added to the registry and the git server.
     pub seeded: Seeded,
     /// The example repositories and images.
     pub plan: SeedPlan,
+    /// The git server of the example repositories, and each team's token for it.
+    pub git: GitHttp,
     children: Children,
 }
 
@@ -98,9 +102,9 @@ impl DemoEnvironment {
         let mut children = Children::new(dir.join("run"), dir.join("logs"))?;
         children.stop_stale().await;
         match Self::bring_up(&mut children, &dir, &options.examples, plan, previous, &state_file).await {
-            Ok(Started { registry_host, git_base, seeded, plan }) => {
+            Ok(Started { registry_host, git, seeded, plan }) => {
                 let gitops_path = dir.join("git").join(seed::GITOPS_REPOSITORY);
-                Ok(Self { registry_host, git_base, gitops_path, seeded, plan, children })
+                Ok(Self { registry_host, gitops_path, seeded, plan, git, children })
             }
             Err(e) => {
                 children.stop_all().await;
@@ -126,19 +130,11 @@ impl DemoEnvironment {
 
         let git_root = dir.join("git");
         std::fs::create_dir_all(&git_root).with_context(|| format!("cannot create {}", git_root.display()))?;
-        let git_base = format!("git://127.0.0.1:{git_port}/");
-        progress(&format!("starting the git server on {git_base}"));
-        let daemon = tools::git_daemon().context("git-daemon is not in git's exec path (git --exec-path)")?;
-        let mut git = crate::process::command(daemon);
-        git.args(["--reuseaddr", "--listen=127.0.0.1", "--export-all", "--enable=receive-pack", "--informative-errors"])
-            .arg(format!("--port={git_port}"))
-            .arg(format!("--base-path={}", git_root.display()))
-            .arg(&git_root);
-        children.start("git-daemon", git)?;
-        children.wait_tcp("git-daemon", git_port, Duration::from_secs(20)).await?;
+        let git = GitHttp::start(git_root, git_port, plan.teams()).await?;
+        progress(&format!("serving the git repositories on {}", git.base));
 
-        let seeded = seed::seed(&plan, examples, dir, &git_base, &registry_host).await?;
-        Ok(Started { registry_host, git_base, seeded, plan })
+        let seeded = seed::seed(&plan, examples, dir, &git.base, &registry_host).await?;
+        Ok(Started { registry_host, git, seeded, plan })
     }
 
     /// The settings that point Nova at this environment, under the user's own configuration:
@@ -152,7 +148,7 @@ impl DemoEnvironment {
     /// [`DemoEnvironment::settings`] as the file written to `demo/nova.toml`.
     pub fn settings_toml(&self) -> String {
         let host = &self.registry_host;
-        let git = &self.git_base;
+        let git = &self.git.base;
         format!(
             "# Generated by `nova serve --demo` on every start; a --config file and NOVA_* variables
 # override these settings key by key. docs/DEMO.md describes the demo environment.
@@ -174,7 +170,8 @@ git_url_rewrites = {{ \"{GIT_URL_PREFIX}\" = \"{git}\" }}
     }
 
     /// dev → staging → production on the demo GitOps repository (read and written through its
-    /// `file://` URL: promotion writes over https, http or file, and git daemon speaks git://):
+    /// `file://` URL: the git server's team tokens are read-only, and a GitOps repository is
+    /// written with a platform deploy credential, which the demo has no server for):
     /// Nova's builds of `main` go to dev by themselves, production needs two approvals from
     /// engineering and two minutes in staging.
     pub fn environments_toml(&self) -> String {
@@ -193,11 +190,51 @@ git_url_rewrites = {{ \"{GIT_URL_PREFIX}\" = \"{git}\" }}
         text
     }
 
-    /// Stops every child this environment started (SIGTERM by PID, then SIGKILL after a grace
-    /// period). The data directory stays for the next run.
+    /// Registers each team's demo git token as its `https-token` credential `demo-git`
+    /// (rotating the one of the last run), covering the team's example repositories under
+    /// their catalog URLs, checked like any registration (`git ls-remote` through
+    /// `builds.git_url_rewrites`, and a refused push proving it read-only) and audited as
+    /// `system`. A team whose check fails is reported and left out; its builds then fail to
+    /// clone with git's reason.
+    pub async fn register_credentials(&self, state: &crate::http::AppState) {
+        for (team, token) in self.git.tokens.iter() {
+            match register_credential(state, team, token, &self.plan).await {
+                Ok(n) => progress(&format!("registered the {team} team's read-only git credential for {n} repositories")),
+                Err(e) => progress(&format!("cannot register the {team} team's git credential: {e:#}")),
+            }
+        }
+    }
+
+    /// Stops the git server and every child this environment started (SIGTERM by PID, then
+    /// SIGKILL after a grace period). The data directory stays for the next run.
     pub async fn stop(self) {
+        self.git.stop();
         self.children.stop_all().await;
     }
+}
+
+/// The name of each team's demo git credential.
+pub const CREDENTIAL_NAME: &str = "demo-git";
+
+/// Registers (or rotates) `team`'s credential [`CREDENTIAL_NAME`]; answers how many
+/// repositories it covers.
+async fn register_credential(state: &crate::http::AppState, team: &str, token: &nova_domain::Sensitive<String>, plan: &SeedPlan) -> anyhow::Result<usize> {
+    use crate::audit::{AuditEvent, Outcome};
+    use crate::secrets::credentials::{self, CredentialKind, CredentialRequest};
+    let req = CredentialRequest {
+        kind: CredentialKind::HttpsToken,
+        repositories: plan.repository_urls(team),
+        username: Some(team.to_string()),
+        description: "the demo git server's read-only token for this team (a new one on every start)".into(),
+        secret: token.clone(),
+    };
+    let checks = credentials::check_access(&crate::git_remote::GitRemote::new(&state.config.builds), &req).await?;
+    let (info, rotated) = credentials::put(state.secrets.as_ref(), team, CREDENTIAL_NAME, &req, checks, "system", crate::storage::now_ms()).await?;
+    let action = if rotated { "credentials.rotate" } else { "credentials.register" };
+    let details = serde_json::json!({ "kind": info.kind, "repositories": info.repositories, "checks": info.checks });
+    let event = AuditEvent { actor: "system".into(), teams: vec![], action: action.into(), target: format!("credential:{team}/{CREDENTIAL_NAME}"), outcome: Outcome::Success, request_id: "-".into(), details };
+    state.audit.record(event).await?;
+    Ok(info.repositories.len())
 }
 
 /// Prints one line of progress for the person who started the demo.

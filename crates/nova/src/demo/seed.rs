@@ -48,6 +48,13 @@ pub struct ExampleRepository {
     pub images: Vec<SeedImage>,
 }
 
+impl ExampleRepository {
+    /// The team that owns it: the first segment of its `git` path.
+    pub fn team(&self) -> &str {
+        self.git.split('/').next().unwrap_or_default()
+    }
+}
+
 /// One seeded image.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,6 +93,17 @@ impl SeedPlan {
         Ok(plan)
     }
 
+    /// The teams that own example repositories: the first segment of each repository's `git`
+    /// path (`storefront/storefront-web.git` belongs to `storefront`).
+    pub fn teams(&self) -> std::collections::BTreeSet<String> {
+        self.repositories.iter().map(|r| r.team().to_string()).collect()
+    }
+
+    /// The catalog URLs (`nova.dev/git-repository`) of `team`'s repositories.
+    pub fn repository_urls(&self, team: &str) -> Vec<String> {
+        self.repositories.iter().filter(|r| r.team() == team).map(|r| format!("{}{}", super::GIT_URL_PREFIX, r.git)).collect()
+    }
+
     /// How many images the plan pushes.
     pub fn image_count(&self) -> usize {
         self.repositories.iter().map(|r| r.images.len()).sum()
@@ -108,7 +126,7 @@ pub async fn seed(plan: &SeedPlan, examples: &Path, dir: &Path, git_base: &str, 
     }
     let gitops = git_root.join(GITOPS_REPOSITORY);
     if !has_commit(&gitops).await {
-        progress(&format!("creating the GitOps repository {git_base}{GITOPS_REPOSITORY} ({})", ENVIRONMENTS.join(", ")));
+        progress(&format!("creating the GitOps repository {} ({})", gitops.display(), ENVIRONMENTS.join(", ")));
         let tree = tempfile::tempdir().context("cannot create a temporary directory")?;
         write_gitops(tree.path(), plan, registry_host)?;
         commit_tree(&gitops, tree.path(), "Kustomize base and overlays for dev, staging and production").await?;

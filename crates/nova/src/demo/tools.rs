@@ -16,7 +16,7 @@ pub struct Tool {
 /// Every program the demo environment runs.
 pub const TOOLS: &[Tool] = &[
     Tool { program: "docker-registry", package: "docker-registry", purpose: "the CNCF registry images are pushed to and read from" },
-    Tool { program: "git", package: "git", purpose: "the git server (git daemon) of the example repositories" },
+    Tool { program: "git", package: "git", purpose: "the git server (git http-backend) of the example repositories" },
     Tool { program: "buildah", package: "buildah", purpose: "builds the seeded images and the images you build" },
 ];
 
@@ -134,7 +134,7 @@ pub async fn ensure() -> anyhow::Result<bool> {
 /// Whether `program` is an executable file in a `PATH` directory.
 fn on_path(program: &str) -> bool {
     let Some(path) = std::env::var_os("PATH") else { return false };
-    std::env::split_paths(&path).any(|dir| is_executable(&dir.join(program))) && (program != "git" || git_daemon_present())
+    std::env::split_paths(&path).any(|dir| is_executable(&dir.join(program))) && (program != "git" || git_http_backend().is_some())
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -142,16 +142,11 @@ fn is_executable(path: &Path) -> bool {
     path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// `git daemon` is part of Debian's git package, but some builds of git leave it out.
-fn git_daemon_present() -> bool {
-    git_daemon().is_some()
-}
-
-/// The `git-daemon` program in git's exec path. The demo runs it directly rather than through
-/// `git daemon`, so that the PID it stops is the server's own.
-pub fn git_daemon() -> Option<std::path::PathBuf> {
+/// git's smart-HTTP server program (`git http-backend`) in git's exec path: part of Debian's
+/// git package, but some builds of git leave it out.
+pub fn git_http_backend() -> Option<std::path::PathBuf> {
     let out = std::process::Command::new("git").arg("--exec-path").output().ok().filter(|o| o.status.success())?;
-    let path = Path::new(String::from_utf8_lossy(&out.stdout).trim()).join("git-daemon");
+    let path = Path::new(String::from_utf8_lossy(&out.stdout).trim()).join("git-http-backend");
     is_executable(&path).then_some(path)
 }
 
