@@ -87,11 +87,7 @@ fn team_of<'a>(headers: &HeaderMap, tokens: &'a BTreeMap<String, Sensitive<Strin
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
     let (user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
     let (team, token) = tokens.get_key_value(user)?;
-    constant_time_eq(token.expose().as_bytes(), password.as_bytes()).then_some(team.as_str())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    crate::auth::oidc::constant_time_eq(token.expose().as_bytes(), password.as_bytes()).then_some(team.as_str())
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {
