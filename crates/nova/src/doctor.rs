@@ -212,7 +212,8 @@ fn gitops_checks<S>(checks: &mut Vec<Check>, config: &Config, store: impl Fn() -
 where
     S: Future<Output = Result<Arc<dyn SecretStore>, String>> + Send + 'static,
 {
-    let git = GitRemote::new(&config.builds);
+    // The GitOps writer reaches each repository at its configured URL: no build rewrites.
+    let git = GitRemote { rewrites: Default::default(), ..GitRemote::new(&config.builds) };
     for (name, env) in &config.environments {
         let (name, target, git, store) = (name.clone(), env.gitops.clone(), git.clone(), store());
         checks.push(Check::one("gitops", format!("{name}: {} {}", target.repository, target.branch), async move { gitops_check(&name, &target, &git, store).await }));
