@@ -5,9 +5,10 @@
 //! line after the mapping's last entry, and every comment, blank line and the formatting of
 //! the rest of the file are kept byte for byte.
 
-use serde_saphyr::granit_parser::{Event, Parser, Span, StructureStyle};
+use serde_saphyr::granit_parser::Event;
 
 use super::kustomize::Edit;
+use super::yaml_edit::{Events, set_scalars};
 
 /// A checked values key: mapping keys separated by `.`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,62 +31,6 @@ impl std::fmt::Display for ValuesKey {
     }
 }
 
-/// The file's events with their source spans (comments left out).
-struct Events<'a>(Vec<(Event<'a>, Span)>);
-
-impl<'a> Events<'a> {
-    fn parse(text: &'a str) -> Result<Self, String> {
-        let mut out = Vec::new();
-        let mut documents = 0;
-        for item in Parser::new_from_str(text) {
-            let (event, span) = item.map_err(|e| format!("is not valid YAML: {e}"))?;
-            match event {
-                Event::DocumentStart(..) => documents += 1,
-                Event::Comment(..) | Event::Anchor(..) | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
-                _ if documents == 1 => out.push((event, span)),
-                _ => {}
-            }
-        }
-        if documents > 1 {
-            return Err("holds several YAML documents; a values file is one".into());
-        }
-        Ok(Self(out))
-    }
-
-    /// The index just after the node starting at `i`.
-    fn skip(&self, i: usize) -> usize {
-        let mut depth = 0usize;
-        let mut j = i;
-        loop {
-            match &self.0[j].0 {
-                Event::MappingStart(..) | Event::SequenceStart(..) => depth += 1,
-                Event::MappingEnd | Event::SequenceEnd => depth -= 1,
-                _ => {}
-            }
-            j += 1;
-            if depth == 0 {
-                return j;
-            }
-        }
-    }
-
-    /// The entries of the mapping starting at `i`: (key, index of the value).
-    fn entries(&self, i: usize) -> Vec<(&str, usize)> {
-        let mut out = Vec::new();
-        let mut j = i + 1;
-        while !matches!(self.0[j].0, Event::MappingEnd) {
-            let key = match &self.0[j].0 {
-                Event::Scalar(k, ..) => k.as_ref(),
-                _ => "",
-            };
-            let value = self.skip(j);
-            out.push((key, value));
-            j = self.skip(value);
-        }
-        out
-    }
-}
-
 /// Sets `<key>.repository` and `<key>.digest` (and `<key>.tag`, when present, to `tag`).
 pub fn set_image(text: &str, key: &ValuesKey, repository: &str, digest: &str, tag: Option<&str>) -> Result<Edit, String> {
     let events = Events::parse(text)?;
@@ -98,57 +43,15 @@ pub fn set_image(text: &str, key: &ValuesKey, repository: &str, digest: &str, ta
         if !matches!(events.0[node].0, Event::MappingStart(..)) {
             return Err(format!("has no mapping at {}, so it has no `{shown}`", if depth == 0 { "its top level".to_string() } else { key.0[..depth].join(".") }));
         }
-        node = events.entries(node).into_iter().find(|(name, _)| name == k).map(|(_, v)| v).ok_or_else(|| format!("has no `{shown}` (gitops.values_key); add it with repository and digest"))?;
+        node = events.get(node, k).ok_or_else(|| format!("has no `{shown}` (gitops.values_key); add it with repository and digest"))?;
     }
-    let Event::MappingStart(style, ..) = &events.0[node].0 else { return Err(format!("has a value at `{key}` that is not a mapping with repository and digest")) };
-    if *style == StructureStyle::Flow {
-        return Err(format!("writes `{key}` as a flow mapping ({{...}}); Nova edits block mappings only"));
+    if !matches!(events.0[node].0, Event::MappingStart(..)) {
+        return Err(format!("has a value at `{key}` that is not a mapping with repository and digest"));
     }
-    let entries = events.entries(node);
-    let scalar = |name: &str| -> Result<Option<(String, Span)>, String> {
-        match entries.iter().find(|(n, _)| *n == name) {
-            None => Ok(None),
-            Some((_, i)) => match &events.0[*i] {
-                (Event::Scalar(v, ..), span) => Ok(Some((v.to_string(), *span))),
-                _ => Err(format!("has a `{key}.{name}` that is not a single value")),
-            },
-        }
-    };
-    let (repo_now, digest_now, tag_now) = (scalar("repository")?, scalar("digest")?, scalar("tag")?);
-    let wanted_tag = tag.filter(|_| tag_now.is_some());
-    let same = |now: &Option<(String, Span)>, want: &str| now.as_ref().is_some_and(|(v, _)| v == want);
-    if same(&repo_now, repository) && same(&digest_now, digest) && wanted_tag.is_none_or(|t| same(&tag_now, t)) {
-        return Ok(Edit::AlreadySet);
-    }
-    // Where new entries go: after the line holding the mapping's last scalar, at the column of
-    // its keys.
-    let first_key = &events.0[node + 1].1;
-    let indent = " ".repeat(first_key.start.col());
-    let last_end = events.0[node..events.skip(node)].iter().filter(|(e, _)| matches!(e, Event::Scalar(..))).filter_map(|(_, s)| s.end.byte_offset()).max().unwrap_or(0);
-    let line_end = text[last_end..].find('\n').map_or(text.len(), |i| last_end + i);
-    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
-    let mut added = String::new();
-    for (name, now, want) in [("repository", &repo_now, Some(repository)), ("digest", &digest_now, Some(digest)), ("tag", &tag_now, wanted_tag)] {
-        let Some(want) = want else { continue };
-        match now {
-            Some((v, _)) if v == want => {}
-            Some((_, span)) => {
-                let range = span.byte_range().ok_or("cannot be edited in place (no source positions)")?;
-                let quote = text[range.clone()].chars().next().filter(|c| *c == '\'' || *c == '"');
-                edits.push((range, quote.map_or_else(|| want.to_string(), |q| format!("{q}{want}{q}"))));
-            }
-            None => added.push_str(&format!("\n{indent}{name}: {want}")),
-        }
-    }
-    if !added.is_empty() {
-        edits.push((line_end..line_end, added));
-    }
-    edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
-    let mut out = text.to_string();
-    for (range, with) in edits {
-        out.replace_range(range, &with);
-    }
-    Ok(Edit::Changed(out))
+    // The tag is updated only where the file has one.
+    let has_tag = events.get(node, "tag").is_some();
+    let tag = tag.filter(|_| has_tag);
+    set_scalars(text, &events, node, &key.to_string(), &[("repository", Some(repository)), ("digest", Some(digest)), ("tag", tag)], &[])
 }
 
 #[cfg(test)]

@@ -1,8 +1,14 @@
 //! Setting an image in a `kustomization.yaml`: the `images` entry whose `name` matches gets
-//! `newName` and `digest` (any `newTag` is removed, since the digest pins the image). The file
-//! is rewritten from its parsed form, so YAML comments in it are not kept.
+//! `newName` and `digest` (any `newTag` is removed, since the digest pins the image). When the
+//! entry is there in block style, the file is edited in place (`yaml_edit`): only those lines
+//! change, and comments and formatting are kept. Otherwise (no such entry yet, flow style) the
+//! file is rewritten from its parsed form, which does not keep its comments.
 
 use serde_json::{Map, Value};
+
+use serde_saphyr::granit_parser::Event;
+
+use super::yaml_edit::{Events, set_scalars};
 
 /// What setting the image did to the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +22,9 @@ pub enum Edit {
 /// Sets the `images` entry named `image_name` to `new_name@digest`; adds the entry if it is
 /// missing. The error names what is wrong with the file.
 pub fn set_image(text: &str, image_name: &str, new_name: &str, digest: &str) -> Result<Edit, String> {
+    if let Some(edit) = edit_in_place(text, image_name, new_name, digest) {
+        return Ok(edit);
+    }
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! { max_documents: 1, max_nodes: 200_000, max_depth: 64 },
     };
@@ -44,6 +53,43 @@ pub fn set_image(text: &str, image_name: &str, new_name: &str, digest: &str) -> 
     entry.remove("newTag");
     entry.insert("digest".into(), Value::String(digest.into()));
     render(&doc)
+}
+
+/// The in-place edit of the block-style `images` entry named `image_name`, if the file has one
+/// and the edited text reads back as that image by that digest; `None` sends the caller to the
+/// rewrite.
+fn edit_in_place(text: &str, image_name: &str, new_name: &str, digest: &str) -> Option<Edit> {
+    let events = Events::parse(text).ok()?;
+    if events.0.is_empty() || !events.is_block(0) || !matches!(events.0[0].0, Event::MappingStart(..)) {
+        return None;
+    }
+    let images = events.get(0, "images").filter(|i| events.is_block(*i))?;
+    let mut item = images + 1;
+    let entry = loop {
+        if item >= events.0.len() || matches!(events.0[item].0, Event::SequenceEnd) {
+            return None;
+        }
+        let mapping = matches!(events.0[item].0, Event::MappingStart(..));
+        if mapping && events.is_block(item) && events.get(item, "name").and_then(|n| events.scalar(n)) == Some(image_name) {
+            break item;
+        }
+        item = events.skip(item);
+    };
+    // A missing newName means the image's own name: nothing to add when that is the one wanted.
+    let has_name = events.get(entry, "newName").is_some();
+    let name = Some(new_name).filter(|n| has_name || *n != image_name);
+    let edit = set_scalars(text, &events, entry, "images", &[("newName", name), ("digest", Some(digest))], &["newTag"]).ok()?;
+    match &edit {
+        Edit::Changed(out) => {
+            let doc: Value = serde_saphyr::from_str(out).ok()?;
+            let entry = doc.get("images")?.as_array()?.iter().find(|e| e.get("name").and_then(Value::as_str) == Some(image_name))?;
+            let reads_back = entry.get("newName").and_then(Value::as_str).unwrap_or(image_name) == new_name
+                && entry.get("digest").and_then(Value::as_str) == Some(digest)
+                && entry.get("newTag").is_none();
+            reads_back.then_some(edit)
+        }
+        Edit::AlreadySet => Some(edit),
+    }
 }
 
 /// The edited document as YAML; long strings (image references) stay on one line.
@@ -78,5 +124,24 @@ mod tests {
         assert!(set_image("- a\n- b\n", "app", "r/app", D1).unwrap_err().contains("not a mapping"));
         assert!(set_image("images: 3\n", "app", "r/app", D1).unwrap_err().contains("not a list"));
         assert!(set_image("a: [\n", "app", "r/app", D1).unwrap_err().contains("not valid YAML"));
+    }
+
+    #[test]
+    fn an_existing_entry_is_edited_in_place_keeping_comments() {
+        let text = "# staging overlay\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../base   # the app\nimages:\n  # set by Nova\n  - name: demo/web\n    newName: 127.0.0.1:5000/web\n    newTag: v1.1.0  # was\n  - name: sidecar\n    newTag: '2'\n";
+        let Edit::Changed(out) = set_image(text, "demo/web", "127.0.0.1:5000/web", D1).unwrap() else { panic!("changed") };
+        assert_eq!(out, text.replace("    newTag: v1.1.0  # was\n", &format!("    digest: {D1}\n")).replace("newName: 127.0.0.1:5000/web\n    digest", "newName: 127.0.0.1:5000/web\n    digest"));
+        assert_eq!(set_image(&out, "demo/web", "127.0.0.1:5000/web", D1).unwrap(), Edit::AlreadySet);
+        // Another digest and name replace theirs in place, quoting kept.
+        let quoted = out.replace(&format!("digest: {D1}"), &format!("digest: \"{D1}\""));
+        let d2 = D1.replace('1', "2");
+        let Edit::Changed(again) = set_image(&quoted, "demo/web", "r.example.com/web", &d2).unwrap() else { panic!("changed") };
+        assert!(again.contains(&format!("    newName: r.example.com/web\n    digest: \"{d2}\"\n")) && again.contains("# set by Nova") && again.contains("newTag: '2'"), "{again}");
+        // An entry without newName keeps going without one when the name is the image's own.
+        let Edit::Changed(own) = set_image("images:\n- name: app # mine\n  newTag: v1\n", "app", "app", D1).unwrap() else { panic!("changed") };
+        assert_eq!(own, format!("images:\n- name: app # mine\n  digest: {D1}\n"));
+        // A flow-style entry is rewritten instead.
+        let Edit::Changed(flow) = set_image("images: [{name: app, newTag: v1}]\n", "app", "r/app", D1).unwrap() else { panic!("changed") };
+        assert_eq!(current_digest(&flow, "app").as_deref(), Some(D1));
     }
 }

@@ -25,6 +25,7 @@ pub mod registry_check;
 mod rollback;
 pub mod store;
 pub mod verify;
+mod yaml_edit;
 pub mod yaml_path;
 
 use std::collections::BTreeMap;
