@@ -8,21 +8,11 @@
 #   load_stop                 stops it
 set -euo pipefail
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
 
 load_setup() {
   local work=$1
-  REGISTRY_PORT=$(free_port)
-  cat >"$work/registry.yml" <<YML
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $work/storage}}
-http: {addr: 127.0.0.1:$REGISTRY_PORT}
-YML
-  docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-  REGISTRY_PID=$!
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$REGISTRY_PORT/v2/" >/dev/null && break; sleep 0.1; done
-  python3 bench/registry/push.py "http://127.0.0.1:$REGISTRY_PORT" bench/app "${LOAD_IMAGES:-300}" >/dev/null
+  bench_registry "$work" "${LOAD_IMAGES:-300}"
   cat >"$work/bench.yaml" <<YML
 apiVersion: backstage.io/v1alpha1
 kind: Component
@@ -38,7 +28,7 @@ YML
 
 load_start() {
   local work=$1 database=$2 port
-  port=$(free_port)
+  port=$(bench_free_port)
   cat >"$work/nova.toml" <<TOML
 [server]
 listen = "127.0.0.1:$port"

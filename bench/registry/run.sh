@@ -21,22 +21,14 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-rport=$(port)
-cat >"$work/registry.yml" <<YML
-version: 0.1
-log: {level: error}
-storage: {filesystem: {rootdirectory: $work/storage}}
-http: {addr: 127.0.0.1:$rport}
-YML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$rport/v2/" >/dev/null && break; sleep 0.1; done
+. bench/lib.sh
 start=$(date +%s.%N)
-python3 bench/registry/push.py "http://127.0.0.1:$rport" bench/app "$n" >/dev/null
-echo "pushed $n images in $(echo "$(date +%s.%N) - $start" | bc) s" >&2
+bench_registry "$work" "$n"
+pids+=("$REGISTRY_PID")
+rport=$REGISTRY_PORT
+echo "started the registry and pushed $n images in $(echo "$(date +%s.%N) - $start" | bc) s" >&2
 
 cat >"$work/catalog.yaml" <<YML
 apiVersion: backstage.io/v1alpha1
@@ -61,7 +53,7 @@ TOML
 # Starts Nova on a fresh database and waits until the repository has been read once; prints
 # the refresh time Nova logged (ms).
 start_nova() { # $1 = run id
-  local nport; nport=$(port)
+  local nport; nport=$(bench_free_port)
   "$bin" serve --config "$work/nova.toml" --catalog "$work/catalog.yaml" --listen "127.0.0.1:$nport" \
     --database-url "sqlite://$work/nova-$1.db" >"$work/nova-$1.log" 2>&1 &
   pids+=($!)
