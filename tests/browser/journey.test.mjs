@@ -148,7 +148,8 @@ step('finds the new image in dev, promoted there by itself', async () => {
   await page.goto(`${nova.base}/catalog/default/component/storefront-web/deployments`);
   await reloadUntil(page, page.locator('tr[data-environment="dev"]', { hasText: NEW_TAG }), 60_000);
   await page.locator('table.artifacts').getByText(NEW_TAG, { exact: true }).waitFor();
-  await shot('dev', 'In dev by itself', `Every image Nova builds is an artifact, identified by its digest. Builds of main go to dev by themselves: Nova wrote ${NEW_TAG}'s digest into dev's overlay in the GitOps repository, which Argo CD or Flux would sync.`);
+  await page.locator('table.artifacts').getByText('v1.2.0', { exact: true }).waitFor();
+  await shot('dev', 'In dev by itself', `Every image is an artifact, identified by its digest: the images the demo seeded, and each one Nova builds. Builds of main go to dev by themselves: Nova wrote ${NEW_TAG}'s digest into dev's overlay in the GitOps repository, which Argo CD or Flux would sync.`);
 });
 
 step('promotes it to staging', async () => {

@@ -106,6 +106,20 @@ async fn the_demo_environment_serves_seeded_images_and_repositories() {
     let rotated = nova::secrets::credentials::info(app.state.secrets.as_ref(), "storefront", nova::demo::CREDENTIAL_NAME).await.unwrap();
     assert!(rotated.rotated_at_ms.is_some(), "a second registration rotates: {rotated:?}");
 
+    // The seeded images become artifacts to promote, once each, by their registry digest.
+    env.record_artifacts(&app.state).await;
+    env.record_artifacts(&app.state).await;
+    let artifacts = nova::release::artifacts::ArtifactStore::new(app.state.db.clone());
+    let web = artifacts.list("component:default/storefront-web", 50).await.unwrap();
+    let mut seeded: Vec<String> = web.iter().flat_map(|a| a.tags.clone()).collect();
+    seeded.sort();
+    assert_eq!(seeded, ["v1.0.0", "v1.1.0", "v1.2.0"], "one artifact per seeded image, recorded once");
+    let head = client.head(format!("http://{}/v2/storefront/storefront-web/manifests/v1.2.0", env.registry_host)).header("accept", ACCEPT).send().await.unwrap();
+    let v120 = web.iter().find(|a| a.tags == ["v1.2.0"]).unwrap();
+    assert_eq!(v120.repository, "demo/storefront/storefront-web");
+    assert_eq!(v120.digest, head.headers()["docker-content-digest"].to_str().unwrap(), "the multi-platform tag's artifact is its index, by digest");
+    assert!(v120.git_ref.is_none() && v120.git_revision.as_deref().is_some_and(|r| r.len() == 40), "{v120:?}");
+
     // The GitOps repository (read and written by path): kustomize overlays per environment,
     // the newest image in dev.
     let gitops = tmp.path().join("gitops");

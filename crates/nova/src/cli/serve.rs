@@ -176,6 +176,7 @@ async fn serve(config: Config, locations: Vec<crate::catalog::LocationSpec>, env
     let app = App::build(config, locations).await?;
     if let Some(env) = environment {
         env.register_credentials(&app.state).await;
+        env.record_artifacts(&app.state).await;
         demo::progress(&format!("ready: open http://{listen}/, sign in as Nina Patel (Storefront team) and open Storefront Web"));
     }
     let shutdown = CancellationToken::new();

@@ -78,7 +78,9 @@ struct Started {
 pub struct DemoEnvironment {
     /// `127.0.0.1:PORT` of the registry.
     pub registry_host: String,
-    /// The GitOps repository (a bare repository the git server also serves).
+    /// `<server.data_dir>/demo`.
+    pub dir: PathBuf,
+    /// The GitOps repository, a bare repository under `dir` written by path.
     pub gitops_path: PathBuf,
     /// What this start added to the registry and the git server.
     pub seeded: Seeded,
@@ -104,7 +106,7 @@ impl DemoEnvironment {
         match Self::bring_up(&mut children, &dir, &options.examples, plan, previous, &state_file).await {
             Ok(Started { registry_host, git, seeded, plan }) => {
                 let gitops_path = dir.join("git").join(seed::GITOPS_REPOSITORY);
-                Ok(Self { registry_host, gitops_path, seeded, plan, git, children })
+                Ok(Self { registry_host, dir, gitops_path, seeded, plan, git, children })
             }
             Err(e) => {
                 children.stop_all().await;
@@ -202,6 +204,24 @@ git_url_rewrites = {{ \"{GIT_URL_PREFIX}\" = \"{git}\" }}
                 Ok(n) => progress(&format!("registered the {team} team's read-only git credential for {n} repositories")),
                 Err(e) => progress(&format!("cannot register the {team} team's git credential: {e:#}")),
             }
+        }
+    }
+
+    /// Records the seeded images as release artifacts (once: an artifact is its digest), so the
+    /// Deployments tab offers them for promotion before the first build.
+    pub async fn record_artifacts(&self, state: &crate::http::AppState) {
+        let store = crate::release::artifacts::ArtifactStore::new(state.db.clone());
+        let recorded = async {
+            let mut new = 0;
+            for artifact in seed::artifacts(&self.plan, &self.dir, &self.registry_host).await? {
+                new += usize::from(store.record(artifact).await?.1);
+            }
+            anyhow::Ok(new)
+        };
+        match recorded.await {
+            Ok(0) => {}
+            Ok(n) => progress(&format!("recorded the {n} seeded images as artifacts to promote")),
+            Err(e) => progress(&format!("cannot record the seeded images as artifacts: {e:#}")),
         }
     }
 

@@ -164,6 +164,32 @@ pub async fn seed(plan: &SeedPlan, examples: &Path, dir: &Path, git_base: &str, 
     Ok(seeded)
 }
 
+/// The seeded images as release artifacts, so that a component's Deployments tab has images to
+/// promote before anyone builds: each by the digest the registry answers for its tag, with
+/// the commit it was built from. They name no git ref, so auto-promotion leaves them alone.
+pub async fn artifacts(plan: &SeedPlan, dir: &Path, registry_host: &str) -> anyhow::Result<Vec<crate::release::artifacts::NewArtifact>> {
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
+    let mut out = Vec::new();
+    for r in &plan.repositories {
+        let commit = rev_parse(&dir.join("git").join(&r.git)).await?;
+        let registry = Registry { client: &client, host: registry_host, repository: &r.image };
+        for image in &r.images {
+            let digest = registry.digest(&image.tag).await?;
+            out.push(crate::release::artifacts::NewArtifact {
+                component_ref: format!("component:default/{}", r.component),
+                repository: logical(r),
+                digest,
+                tags: vec![image.tag.clone()],
+                git_ref: None,
+                git_revision: Some(commit.clone()),
+                build_id: None,
+                source: "demo",
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// The GitOps repository: per example service, `apps/<component>/base/` with its Deployment and
 /// `apps/<component>/overlays/<environment>/kustomization.yaml` naming its image in the demo
 /// registry — the newest tag in dev, the one before in staging, the oldest in production.
@@ -287,6 +313,14 @@ impl Registry<'_> {
             .await
             .with_context(|| format!("cannot ask the demo registry at {} for {}:{reference}", self.host, self.repository))?;
         Ok(response.status().is_success())
+    }
+
+    /// The digest of the manifest tagged `tag`.
+    async fn digest(&self, tag: &str) -> anyhow::Result<nova_domain::Digest> {
+        let response = self.client.head(self.url(&format!("manifests/{tag}"))).header("accept", MANIFEST_ACCEPT).send().await;
+        let response = response.with_context(|| format!("cannot ask the demo registry at {} for {}:{tag}", self.host, self.repository))?;
+        let digest = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).and_then(|d| nova_domain::Digest::parse(d).ok());
+        digest.with_context(|| format!("the demo registry answered {} and no digest for {}:{tag}", response.status(), self.repository))
     }
 
     /// Attaches the SARIF report at `path` to the image `tag` as an OCI referrer, listed in the

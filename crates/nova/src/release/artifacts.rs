@@ -25,7 +25,7 @@ pub struct Artifact {
     pub git_revision: Option<String>,
     /// Nova's build that made it.
     pub build_id: Option<String>,
-    /// `build` or `intake`.
+    /// `build`, `intake`, or `demo` (the demo's seeded images).
     pub source: String,
     /// Milliseconds since the epoch.
     pub created_at: i64,
