@@ -241,8 +241,14 @@ impl Release {
                 }
             }
         }
+        // A rollback goes back to an earlier artifact: one the environment ran before, or one
+        // recorded before what it runs now (artifacts recorded in the same millisecond are
+        // told apart by the first rule only).
         let rollback = match promotions.current(&target, &env.name).await? {
-            Some(cur) if cur.digest != artifact.digest => self.artifacts().get(&cur.artifact_id).await?.is_some_and(|c| c.created_at > artifact.created_at),
+            Some(cur) if cur.digest != artifact.digest => {
+                promotions.deployed_at(&target, &env.name, &artifact.digest).await?.is_some()
+                    || self.artifacts().get(&cur.artifact_id).await?.is_some_and(|c| c.created_at > artifact.created_at)
+            }
             _ => false,
         };
         let state = if env.config.gates.approvals > 0 { PromotionState::AwaitingApproval } else { PromotionState::Waiting };
