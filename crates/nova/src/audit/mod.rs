@@ -152,7 +152,7 @@ impl AuditLog {
 
     /// Appends an event and returns its sequence number.
     pub async fn record(&self, e: AuditEvent) -> Result<i64, StorageError> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         let seq = self.record_in(&mut tx, e).await?;
         tx.commit().await?;
         Ok(seq)
@@ -310,7 +310,7 @@ impl AuditLog {
     /// Deletes events older than `cutoff` (Unix ms), recording a checkpoint so that the rest of
     /// the chain still verifies. Returns how many were deleted.
     pub async fn apply_retention(&self, cutoff: i64) -> Result<u64, StorageError> {
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         // Lock the head so no append races the cut.
         sqlx::query(self.db.sql("UPDATE audit_head SET seq = seq WHERE id = 1")).execute(&mut *tx).await?;
         let last = sqlx::query(self.db.sql("SELECT seq, hash FROM audit_events WHERE at < $1 ORDER BY seq DESC LIMIT 1"))

@@ -76,7 +76,7 @@ pub(super) async fn list(db: &Db) -> Result<Vec<StoredLocation>, StorageError> {
 /// Makes the configured locations exactly `specs`, in order; registered ones are untouched.
 pub(super) async fn sync_configured(db: &Db, specs: &[LocationSpec]) -> Result<(), StorageError> {
     let existing = list(db).await?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     for loc in existing.iter().filter(|l| l.origin == Origin::Config && !specs.contains(&l.spec)) {
         sqlx::query(db.sql("DELETE FROM catalog_location_state WHERE location_id = $1")).bind(&loc.id).execute(&mut *tx).await?;
         sqlx::query(db.sql("DELETE FROM catalog_locations WHERE id = $1")).bind(&loc.id).execute(&mut *tx).await?;
@@ -130,7 +130,7 @@ pub(super) async fn insert_registered(db: &Db, spec: &LocationSpec) -> Result<Op
 }
 
 pub(super) async fn delete(db: &Db, id: &str) -> Result<(), StorageError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query(db.sql("DELETE FROM catalog_location_state WHERE location_id = $1")).bind(id).execute(&mut *tx).await?;
     sqlx::query(db.sql("DELETE FROM catalog_locations WHERE id = $1")).bind(id).execute(&mut *tx).await?;
     tx.commit().await?;

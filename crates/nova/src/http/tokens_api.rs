@@ -80,7 +80,7 @@ pub async fn create_token(state: &AppState, actor: &Actor, req: &NewToken) -> Re
     let lifetime_ms = validate_new_token(state, req)?;
     let known = state.catalog.snapshot().get(&user.entity_ref).is_some();
     // The token and its audit event in one transaction: never a token the log does not show.
-    let mut tx = state.db.pool().begin().await.map_err(crate::storage::StorageError::from)?;
+    let mut tx = state.db.begin().await?;
     let (token, info) = state.auth.tokens.create_on(&mut tx, &user.entity_ref, req.name.trim(), lifetime_ms, known).await?;
     let event = authz::event(actor, "auth.token.create", format!("token:{}", info.id), Outcome::Success, json!({ "name": info.name, "prefix": info.prefix, "expiresAt": info.expires_at }));
     state.audit.record_in(&mut tx, event).await?;

@@ -114,7 +114,7 @@ pub async fn images(db: &Db, key: &str) -> Result<Vec<ImageRecord>, StorageError
 /// gone, and bumps the generation when anything did.
 pub async fn save_success(db: &Db, key: &str, info: &RepositoryInfo, images: &[ImageRecord], previous: &HashMap<String, ImageRecord>) -> Result<bool, StorageError> {
     let now = now_ms();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let mut changed = 0usize;
     let current: std::collections::HashSet<&str> = images.iter().map(|i| i.digest.as_str()).collect();
     for gone in previous.keys().filter(|d| !current.contains(d.as_str())) {
@@ -159,7 +159,7 @@ pub async fn save_success(db: &Db, key: &str, info: &RepositoryInfo, images: &[I
 /// Records a failed refresh, keeping the last known images. A repository that does not exist
 /// loses its images: they are gone from the registry too.
 pub async fn save_failure(db: &Db, key: &str, state: RepoState, category: &str, message: &str) -> Result<(), StorageError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     let mut bump = 0i64;
     if state == RepoState::NotFound {
         bump = sqlx::query(db.sql("DELETE FROM registry_images WHERE repo_key = $1")).bind(key).execute(&mut *tx).await?.rows_affected().min(1) as i64;
@@ -212,7 +212,7 @@ pub async fn findings(db: &Db, key: &str, digest: &str) -> Result<Option<(ScanRe
 /// none (some registries only give counts with the findings).
 pub async fn save_findings(db: &Db, key: &str, digest: &str, report: &ScanReport) -> Result<(), StorageError> {
     let data = serde_json::to_string(report).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query(db.sql(
         "INSERT INTO registry_findings (repo_key, digest, fetched_at, data) VALUES ($1, $2, $3, $4)
          ON CONFLICT (repo_key, digest) DO UPDATE SET fetched_at = excluded.fetched_at, data = excluded.data",

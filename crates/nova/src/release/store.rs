@@ -169,7 +169,7 @@ impl PromotionStore {
     pub async fn create(&self, new: NewPromotion<'_>) -> Result<Promotion, StorageError> {
         let id = uuid::Uuid::now_v7().to_string();
         let now = now_ms();
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         sqlx::query(self.db.sql(
             "UPDATE release_promotions SET state = 'superseded', reason = $1, updated_at = $2, finished_at = $2
              WHERE component_ref = $3 AND environment = $4 AND state IN ('awaiting_approval', 'waiting')",
