@@ -447,14 +447,16 @@ async fn credentials_round_trip(store: &dyn SecretStore, team: &str, canary: &Ca
         description: "read-only".into(),
         secret: Sensitive::new(secret),
     };
-    let (info, rotated) = credentials::put(store, team, "git", &req(format!("{}-1", canary.value())), Vec::new(), "user:default/a", 1).await.unwrap();
-    assert!(!rotated);
-    let (info2, rotated) = credentials::put(store, team, "git", &req(format!("{}-2", canary.value())), Vec::new(), "user:default/b", 2).await.unwrap();
-    assert!(rotated && info2.created_by == info.created_by && info2.rotated_by.as_deref() == Some("user:default/b"));
+    let first = credentials::put(store, None, team, "git", &req(format!("{}-1", canary.value())), "user:default/a", 1).await.unwrap();
+    let info = first.info;
+    assert!(!first.rotated);
+    let second = credentials::put(store, None, team, "git", &req(format!("{}-2", canary.value())), "user:default/b", 2).await.unwrap();
+    let info2 = second.info;
+    assert!(second.rotated && info2.created_by == info.created_by && info2.rotated_by.as_deref() == Some("user:default/b"));
     let listed = credentials::list(store, team).await.unwrap();
     assert_eq!(listed, vec![info2.clone()]);
     seen.add(&listed);
-    let e = credentials::put(store, team, "other", &req(canary.value().into()), Vec::new(), "user:default/a", 3).await.unwrap_err();
+    let e = credentials::put(store, None, team, "other", &req(canary.value().into()), "user:default/a", 3).await.unwrap_err();
     seen.add(e.to_string());
     assert!(e.to_string().contains("already covered"), "{e}");
     let stored = store.get(&SecretPath::team(team, "credentials/git").unwrap()).await.unwrap();

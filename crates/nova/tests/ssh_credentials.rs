@@ -128,7 +128,8 @@ async fn registration_checks_the_key_over_ssh_and_pins_the_host_key() {
     // A key the server does not know: refused naming the repository, in ssh's words. (The
     // agent of this machine holds a key the server knows; it must not be asked.)
     let stranger = new_key(&Canary::new().value().to_string(), None);
-    let (status, problem) = alice.json(Method::PUT, &format!("{base}/stranger"), Some(&ssh_key(&[&server.ssh_url(&other)], &stranger))).await;
+    let third = server.repository("register-stranger", &[]);
+    let (status, problem) = alice.json(Method::PUT, &format!("{base}/stranger"), Some(&ssh_key(&[&server.ssh_url(&third)], &stranger))).await;
     assert_eq!(status, 400, "{problem}");
     let detail = problem["detail"].as_str().unwrap();
     assert!(detail.starts_with("repositories[0]: git ls-remote with this credential must succeed") && detail.contains("Permission denied"), "{detail}");

@@ -73,6 +73,14 @@ pub struct AuditEvent {
     pub details: Value,
 }
 
+impl AuditEvent {
+    /// A successful action taken outside any request (the CLI, the demo's set-up), so with no
+    /// request id and no teams.
+    pub fn outside_request(actor: String, action: &str, target: String, details: Value) -> Self {
+        Self { actor, teams: Vec::new(), action: action.into(), target, outcome: Outcome::Success, request_id: "-".into(), details }
+    }
+}
+
 /// A stored event.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StoredEvent {

@@ -11,7 +11,7 @@ use nova_domain::Sensitive;
 use serde_json::json;
 
 use super::DbArgs;
-use crate::audit::{AuditEvent, AuditLog, Outcome};
+use crate::audit::{AuditEvent, AuditLog};
 use crate::secrets::SecretError;
 use crate::secrets::credentials::{self, CredentialError, CredentialKind, CredentialRequest};
 
@@ -123,11 +123,9 @@ async fn put(args: PutArgs, rotate: bool) -> anyhow::Result<ExitCode> {
     };
     let req = CredentialRequest { kind, repositories: args.repositories, username: args.username, description: args.description, secret };
     let actor = super::cli_actor();
-    let checks = if config.builds.check_credentials { credentials::check_access(&crate::git_remote::GitRemote::new(&config.builds), &req).await? } else { Vec::new() };
-    let (info, rotated) = credentials::put(store.as_ref(), &team, &name, &req, checks, &actor, crate::storage::now_ms()).await?;
-    let action = if rotated { "credentials.rotate" } else { "credentials.register" };
-    audit(&config, db, actor, action, &team, &name, json!({ "kind": info.kind, "repositories": info.repositories })).await?;
-    println!("{team}/{name}: {}", if rotated { "rotated" } else { "registered" });
+    let saved = credentials::put(store.as_ref(), credentials::checker(&config.builds).as_ref(), &team, &name, &req, &actor, crate::storage::now_ms()).await?;
+    audit(&config, db, actor, saved.action(), &team, &name, saved.audit_details()).await?;
+    println!("{team}/{name}: {}", if saved.rotated { "rotated" } else { "registered" });
     Ok(ExitCode::SUCCESS)
 }
 
@@ -141,7 +139,6 @@ async fn revoke(args: NameArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn audit(config: &crate::config::Config, db: crate::storage::Db, actor: String, action: &str, team: &str, name: &str, details: serde_json::Value) -> anyhow::Result<()> {
-    let event = AuditEvent { actor, teams: vec![], action: action.into(), target: format!("credential:{team}/{name}"), outcome: Outcome::Success, request_id: "-".into(), details };
-    AuditLog::new(db, config.audit.log_events).record(event).await?;
+    AuditLog::new(db, config.audit.log_events).record(AuditEvent::outside_request(actor, action, format!("credential:{team}/{name}"), details)).await?;
     Ok(())
 }

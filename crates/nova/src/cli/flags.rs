@@ -8,7 +8,7 @@ use nova_domain::EntityRef;
 use serde_json::json;
 
 use super::DbArgs;
-use crate::audit::{AuditEvent, AuditLog, Outcome};
+use crate::audit::{AuditEvent, AuditLog};
 use crate::flags::{self, Flags, Rollout};
 
 #[derive(Subcommand)]
@@ -84,15 +84,7 @@ async fn set(args: SetArgs) -> anyhow::Result<ExitCode> {
     let actor = super::cli_actor();
     let (before, after) = flags.set(&args.key, rollout, &actor).await?;
     AuditLog::new(db, config.audit.log_events)
-        .record(AuditEvent {
-            actor,
-            teams: vec![],
-            action: "flags.set".into(),
-            target: format!("flag:{}", args.key),
-            outcome: Outcome::Success,
-            request_id: "-".into(),
-            details: json!({"before": before.rollout, "after": after.rollout}),
-        })
+        .record(AuditEvent::outside_request(actor, "flags.set", format!("flag:{}", args.key), json!({"before": before.rollout, "after": after.rollout})))
         .await?;
     println!("{}: {} → {}", args.key, before.stage, after.stage);
     Ok(ExitCode::SUCCESS)

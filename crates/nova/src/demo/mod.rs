@@ -239,7 +239,7 @@ pub const CREDENTIAL_NAME: &str = "demo-git";
 /// Registers (or rotates) `team`'s credential [`CREDENTIAL_NAME`]; answers how many
 /// repositories it covers.
 async fn register_credential(state: &crate::http::AppState, team: &str, token: &nova_domain::Sensitive<String>, plan: &SeedPlan) -> anyhow::Result<usize> {
-    use crate::audit::{AuditEvent, Outcome};
+    use crate::audit::AuditEvent;
     use crate::secrets::credentials::{self, CredentialKind, CredentialRequest};
     let req = CredentialRequest {
         kind: CredentialKind::HttpsToken,
@@ -248,13 +248,11 @@ async fn register_credential(state: &crate::http::AppState, team: &str, token: &
         description: "the demo git server's read-only token for this team (a new one on every start)".into(),
         secret: token.clone(),
     };
-    let checks = credentials::check_access(&crate::git_remote::GitRemote::new(&state.config.builds), &req).await?;
-    let (info, rotated) = credentials::put(state.secrets.as_ref(), team, CREDENTIAL_NAME, &req, checks, "system", crate::storage::now_ms()).await?;
-    let action = if rotated { "credentials.rotate" } else { "credentials.register" };
-    let details = serde_json::json!({ "kind": info.kind, "repositories": info.repositories, "checks": info.checks });
-    let event = AuditEvent { actor: "system".into(), teams: vec![], action: action.into(), target: format!("credential:{team}/{CREDENTIAL_NAME}"), outcome: Outcome::Success, request_id: "-".into(), details };
-    state.audit.record(event).await?;
-    Ok(info.repositories.len())
+    // Checked even where the configuration turns checks off: the demo's own server must answer.
+    let checker = crate::git_remote::GitRemote::new(&state.config.builds);
+    let saved = credentials::put(state.secrets.as_ref(), Some(&checker), team, CREDENTIAL_NAME, &req, "system", crate::storage::now_ms()).await?;
+    state.audit.record(AuditEvent::outside_request("system".into(), saved.action(), format!("credential:{team}/{CREDENTIAL_NAME}"), saved.audit_details())).await?;
+    Ok(saved.info.repositories.len())
 }
 
 /// Prints one line of progress for the person who started the demo.

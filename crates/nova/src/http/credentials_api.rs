@@ -69,16 +69,11 @@ pub(crate) fn parse_request(body: &[u8]) -> Result<CredentialRequest, AppError> 
 pub(crate) async fn save(state: &AppState, actor: &Actor, team: &str, name: &str, req: &CredentialRequest) -> Result<CredentialInfo, AppError> {
     authz::require(state, actor, Action::ManageCredentials, &Target::Team(credentials::team_ref(team))).await?;
     let target = format!("credential:{team}/{name}");
-    let checked = if state.config.builds.check_credentials { credentials::check_access(&crate::git_remote::GitRemote::new(&state.config.builds), req).await } else { Ok(Vec::new()) };
-    let saved = match checked {
-        Ok(checks) => credentials::put(state.secrets.as_ref(), team, name, req, checks, &actor.audit_name(), crate::storage::now_ms()).await,
-        Err(e) => Err(e),
-    };
-    match saved {
-        Ok((info, rotated)) => {
-            let action = if rotated { "credentials.rotate" } else { "credentials.register" };
-            authz::record(state, actor, action, target, Outcome::Success, json!({ "kind": info.kind, "repositories": info.repositories, "checks": info.checks })).await?;
-            Ok(info)
+    let checker = credentials::checker(&state.config.builds);
+    match credentials::put(state.secrets.as_ref(), checker.as_ref(), team, name, req, &actor.audit_name(), crate::storage::now_ms()).await {
+        Ok(saved) => {
+            authz::record(state, actor, saved.action(), target, Outcome::Success, saved.audit_details()).await?;
+            Ok(saved.info)
         }
         Err(e) => {
             let e = AppError::from(e);

@@ -389,11 +389,36 @@ pub async fn info(store: &dyn SecretStore, team: &str, name: &str) -> Result<Cre
     Ok(split(&store.get(&path(team, name)?).await?.data)?.0)
 }
 
+/// A credential [`put`] stored: its metadata, and whether it replaced an earlier one.
+#[derive(Debug)]
+pub struct Saved {
+    pub info: CredentialInfo,
+    pub rotated: bool,
+}
+
+impl Saved {
+    /// The audit action: `credentials.rotate` or `credentials.register`.
+    pub fn action(&self) -> &'static str {
+        if self.rotated { "credentials.rotate" } else { "credentials.register" }
+    }
+
+    /// The audit event's details: kind, repositories and check results, never the value.
+    pub fn audit_details(&self) -> serde_json::Value {
+        serde_json::json!({ "kind": self.info.kind, "repositories": self.info.repositories, "checks": self.info.checks })
+    }
+}
+
+/// The git client that checks credentials as they are registered ([`put`]), unless the
+/// configuration turns the checks off (`builds.check_credentials = false`).
+pub fn checker(config: &crate::config::BuildsConfig) -> Option<GitRemote> {
+    config.check_credentials.then(|| GitRemote::new(config))
+}
+
 /// Registers a credential, or rotates it when `team` already has one called `name` (the value
-/// and the other fields are replaced; who created it and when are kept), with the result of
-/// [`check_access`] (empty when not checked). Returns the metadata
-/// and whether it was a rotation.
-pub async fn put(store: &dyn SecretStore, team: &str, name: &str, req: &CredentialRequest, checks: Vec<AccessCheck>, actor: &str, now_ms: i64) -> Result<(CredentialInfo, bool), CredentialError> {
+/// and the other fields are replaced; who created it and when are kept). With a `checker`,
+/// the credential must first pass [`check_access`], whose result is kept with the metadata.
+/// The one way in for the API, the console, the CLI and the demo; each audits the answer.
+pub async fn put(store: &dyn SecretStore, checker: Option<&GitRemote>, team: &str, name: &str, req: &CredentialRequest, actor: &str, now_ms: i64) -> Result<Saved, CredentialError> {
     let p = path(team, name)?;
     let repositories = validate(req)?;
     for other in list(store, team).await? {
@@ -404,6 +429,10 @@ pub async fn put(store: &dyn SecretStore, team: &str, name: &str, req: &Credenti
             return Err(CredentialError::Covered { repository: r.clone(), other: other.name });
         }
     }
+    let checks = match checker {
+        Some(git) => check_access(git, req).await?,
+        None => Vec::new(),
+    };
     let existing = match store.get(&p).await {
         Ok(v) => Some((split(&v.data)?.0, v.version)),
         Err(SecretError::NotFound(_)) => None,
@@ -434,14 +463,14 @@ pub async fn put(store: &dyn SecretStore, team: &str, name: &str, req: &Credenti
         None => (Precondition::Absent, false),
     };
     store.put(&p, &join(&info, &req.secret), precondition).await?;
-    Ok((info, rotated))
+    Ok(Saved { info, rotated })
 }
 
 /// Tries the credential a request registers against each of its git repositories before it
 /// is stored: `git ls-remote` must succeed (else the request is refused, naming the repository
 /// and git's reason, never the value), and a `git push --dry-run` that the server refuses
 /// proves it read-only. A registry credential is not checked (empty answer).
-pub async fn check_access(git: &GitRemote, req: &CredentialRequest) -> Result<Vec<AccessCheck>, CredentialError> {
+async fn check_access(git: &GitRemote, req: &CredentialRequest) -> Result<Vec<AccessCheck>, CredentialError> {
     let repositories = validate(req)?;
     if req.kind == CredentialKind::Registry {
         return Ok(Vec::new());
