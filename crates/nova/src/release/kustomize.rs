@@ -1,8 +1,9 @@
 //! Setting an image in a `kustomization.yaml`: the `images` entry whose `name` matches gets
-//! `newName` and `digest` (any `newTag` is removed, since the digest pins the image). When the
-//! entry is there in block style, the file is edited in place (`yaml_edit`): only those lines
-//! change, and comments and formatting are kept. Otherwise (no such entry yet, flow style) the
-//! file is rewritten from its parsed form, which does not keep its comments.
+//! `newName` and `digest` (any `newTag` is removed, since the digest pins the image). In a
+//! block-style file the edit is made in place (`yaml_edit`): an existing entry has only those
+//! lines changed, a missing one is added after the last entry (or as a new `images` list at the
+//! end of the file), and comments and formatting are kept. A flow-style `images` list is
+//! rewritten from the file's parsed form, which does not keep its comments.
 
 use serde_json::{Map, Value};
 
@@ -55,30 +56,31 @@ pub fn set_image(text: &str, image_name: &str, new_name: &str, digest: &str) -> 
     render(&doc)
 }
 
-/// The in-place edit of the block-style `images` entry named `image_name`, if the file has one
-/// and the edited text reads back as that image by that digest; `None` sends the caller to the
-/// rewrite.
+/// The in-place edit of a block-style file, if it can be made and the edited text reads back
+/// as that image by that digest; `None` sends the caller to the rewrite.
 fn edit_in_place(text: &str, image_name: &str, new_name: &str, digest: &str) -> Option<Edit> {
     let events = Events::parse(text).ok()?;
-    if events.0.is_empty() || !events.is_block(0) || !matches!(events.0[0].0, Event::MappingStart(..)) {
+    if events.0.is_empty() || !events.is_block(0) || !events.is_mapping(0) {
         return None;
     }
-    let images = events.get(0, "images").filter(|i| events.is_block(*i))?;
-    let mut item = images + 1;
-    let entry = loop {
-        if item >= events.0.len() || matches!(events.0[item].0, Event::SequenceEnd) {
-            return None;
+    let edit = match events.get(0, "images") {
+        None => Edit::Changed(format!("{}{}images:\n{}", text, if text.ends_with('\n') { "" } else { "\n" }, new_entry("", image_name, new_name, digest))),
+        Some(images) if events.is_block(images) && events.is_sequence(images) => {
+            let named = |item: &usize| events.is_mapping(*item) && events.get(*item, "name").and_then(|n| events.scalar(n)) == Some(image_name);
+            let items = events.items(images);
+            match items.iter().find(|i| named(i)) {
+                Some(&entry) if events.is_block(entry) => {
+                    // A missing newName means the image's own name: nothing to add when that is the one wanted.
+                    let has_name = events.get(entry, "newName").is_some();
+                    let name = Some(new_name).filter(|n| has_name || *n != image_name);
+                    set_scalars(text, &events, entry, "images", &[("newName", name), ("digest", Some(digest))], &["newTag"]).ok()?
+                }
+                Some(_) => return None,
+                None => append_entry(text, &events, *items.last()?, image_name, new_name, digest)?,
+            }
         }
-        let mapping = matches!(events.0[item].0, Event::MappingStart(..));
-        if mapping && events.is_block(item) && events.get(item, "name").and_then(|n| events.scalar(n)) == Some(image_name) {
-            break item;
-        }
-        item = events.skip(item);
+        Some(_) => return None,
     };
-    // A missing newName means the image's own name: nothing to add when that is the one wanted.
-    let has_name = events.get(entry, "newName").is_some();
-    let name = Some(new_name).filter(|n| has_name || *n != image_name);
-    let edit = set_scalars(text, &events, entry, "images", &[("newName", name), ("digest", Some(digest))], &["newTag"]).ok()?;
     match &edit {
         Edit::Changed(out) => {
             let doc: Value = serde_saphyr::from_str(out).ok()?;
@@ -92,8 +94,30 @@ fn edit_in_place(text: &str, image_name: &str, new_name: &str, digest: &str) -> 
     }
 }
 
+/// A new `images` item, each line starting with `indent` (the column of the list's dashes).
+fn new_entry(indent: &str, image_name: &str, new_name: &str, digest: &str) -> String {
+    format!("{indent}- name: {image_name}\n{indent}  newName: {new_name}\n{indent}  digest: {digest}\n")
+}
+
+/// `text` with a new item after `last`, the block list's last item, at its dashes' column.
+fn append_entry(text: &str, events: &Events<'_>, last: usize, image_name: &str, new_name: &str, digest: &str) -> Option<Edit> {
+    let start = events.0[last].1.byte_range()?.start;
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let dash = line_start + text[line_start..start].find('-')?;
+    let indent = &text[line_start..dash];
+    if !indent.bytes().all(|b| b == b' ') {
+        return None;
+    }
+    let end = events.0[last..events.skip(last)].iter().filter(|(e, _)| matches!(e, Event::Scalar(..))).filter_map(|(_, s)| s.end.byte_offset()).max()?;
+    let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i + 1);
+    let newline = if text[..line_end].ends_with('\n') { "" } else { "\n" };
+    let mut out = text.to_string();
+    out.insert_str(line_end, &format!("{newline}{}", new_entry(indent, image_name, new_name, digest)));
+    Some(Edit::Changed(out))
+}
+
 /// The edited document as YAML; long strings (image references) stay on one line.
-pub(super) fn render(doc: &Value) -> Result<Edit, String> {
+fn render(doc: &Value) -> Result<Edit, String> {
     let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
     serde_saphyr::to_string_with_options(doc, options).map(Edit::Changed).map_err(|e| format!("cannot be written back: {e}"))
 }
@@ -140,6 +164,12 @@ mod tests {
         // An entry without newName keeps going without one when the name is the image's own.
         let Edit::Changed(own) = set_image("images:\n- name: app # mine\n  newTag: v1\n", "app", "app", D1).unwrap() else { panic!("changed") };
         assert_eq!(own, format!("images:\n- name: app # mine\n  digest: {D1}\n"));
+        // A missing entry is added after the last one, at its dashes' column; a missing list
+        // at the end of the file. Both keep the rest byte for byte.
+        let Edit::Changed(added) = set_image(&out, "worker", "r/worker", D1).unwrap() else { panic!("changed") };
+        assert_eq!(added, format!("{out}  - name: worker\n    newName: r/worker\n    digest: {D1}\n"));
+        let Edit::Changed(listed) = set_image("# base\nresources:\n- a.yaml # the app", "app", "r/app", D1).unwrap() else { panic!("changed") };
+        assert_eq!(listed, format!("# base\nresources:\n- a.yaml # the app\nimages:\n- name: app\n  newName: r/app\n  digest: {D1}\n"));
         // A flow-style entry is rewritten instead.
         let Edit::Changed(flow) = set_image("images: [{name: app, newTag: v1}]\n", "app", "r/app", D1).unwrap() else { panic!("changed") };
         assert_eq!(current_digest(&flow, "app").as_deref(), Some(D1));

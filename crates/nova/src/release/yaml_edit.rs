@@ -2,7 +2,7 @@
 //! formatting (Helm values, kustomize `images`) find a block mapping through the parser's
 //! events and change only the scalars they set, byte for byte around them.
 
-use serde_saphyr::granit_parser::{Event, Parser, Span, StructureStyle};
+use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, Span, StructureStyle};
 
 use super::kustomize::Edit;
 
@@ -75,6 +75,27 @@ impl<'a> Events<'a> {
         }
     }
 
+    /// The items of the sequence starting at `i`: the index of each.
+    pub(super) fn items(&self, i: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut j = i + 1;
+        while !matches!(self.0[j].0, Event::SequenceEnd) {
+            out.push(j);
+            j = self.skip(j);
+        }
+        out
+    }
+
+    /// Whether the node at `i` is a mapping.
+    pub(super) fn is_mapping(&self, i: usize) -> bool {
+        matches!(self.0[i].0, Event::MappingStart(..))
+    }
+
+    /// Whether the node at `i` is a sequence.
+    pub(super) fn is_sequence(&self, i: usize) -> bool {
+        matches!(self.0[i].0, Event::SequenceStart(..))
+    }
+
     /// Whether the node at `i` is a block (not flow) mapping or sequence.
     pub(super) fn is_block(&self, i: usize) -> bool {
         matches!(&self.0[i].0, Event::MappingStart(StructureStyle::Block, ..) | Event::SequenceStart(StructureStyle::Block, ..))
@@ -106,11 +127,7 @@ pub(super) fn set_scalars(text: &str, events: &Events<'_>, node: usize, shown: &
         let Some(want) = want else { continue };
         match scalar(name)? {
             Some((v, _)) if v == *want => {}
-            Some((_, i)) => {
-                let range = events.0[i].1.byte_range().ok_or("cannot be edited in place (no source positions)")?;
-                let quote = text[range.clone()].chars().next().filter(|c| *c == '\'' || *c == '"');
-                edits.push((range, quote.map_or_else(|| want.to_string(), |q| format!("{q}{want}{q}"))));
-            }
+            Some((_, i)) => edits.push(replacement(events, i, &format!("{shown}.{name}"), want)?),
             None => added.push_str(&format!("\n{indent}{name}: {want}")),
         }
     }
@@ -147,4 +164,25 @@ pub(super) fn set_scalars(text: &str, events: &Events<'_>, node: usize, shown: &
         out.replace_range(range, &with);
     }
     Ok(Edit::Changed(out))
+}
+
+/// The edit that makes the scalar at index `i` (shown as `shown` in errors) say `want`, in
+/// place and in the same quoting. A block scalar (`|`, `>`) is refused: Nova writes
+/// single-line values.
+pub(super) fn replacement(events: &Events<'_>, i: usize, shown: &str, want: &str) -> Result<(std::ops::Range<usize>, String), String> {
+    let range = events.0[i].1.byte_range().ok_or("cannot be edited in place (no source positions)")?;
+    match &events.0[i].0 {
+        Event::Scalar(_, ScalarStyle::SingleQuoted, ..) => Ok((range, format!("'{want}'"))),
+        Event::Scalar(_, ScalarStyle::DoubleQuoted, ..) => Ok((range, format!("\"{want}\""))),
+        Event::Scalar(_, ScalarStyle::Plain, ..) => Ok((range, want.to_string())),
+        Event::Scalar(..) => Err(format!("writes `{shown}` as a block scalar (| or >); Nova edits single-line values only")),
+        _ => Err(format!("has a `{shown}` that is not a single value")),
+    }
+}
+
+/// `text` with the edit made.
+pub(super) fn apply(text: &str, (range, with): (std::ops::Range<usize>, String)) -> String {
+    let mut out = text.to_string();
+    out.replace_range(range, &with);
+    out
 }

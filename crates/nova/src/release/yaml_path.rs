@@ -1,12 +1,12 @@
 //! Setting an image by YAML path in a plain manifest, e.g.
 //! `spec.template.spec.containers[name=app].image`: segments separated by `.`, each a key,
 //! optionally followed by `[N]` (a list index) or `[field=value]` (the list item whose `field`
-//! is `value`). The path must exist; the file is rewritten from its parsed form (comments are
-//! not kept).
-
-use serde_json::Value;
+//! is `value`). The path must exist and end at a single-line string. The file is edited in
+//! place: only that scalar changes (keeping its quoting); every comment, blank line and the
+//! formatting of the rest of the file are kept byte for byte.
 
 use super::kustomize::Edit;
+use super::yaml_edit::{Events, apply, replacement};
 
 /// One step of a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,34 +50,40 @@ impl YamlPath {
         Ok(Self(steps))
     }
 
-    fn find<'a>(&self, mut node: &'a mut Value) -> Option<&'a mut Value> {
+    /// The index of the node at this path among `events`, or what is missing.
+    fn find(&self, events: &Events<'_>, shown: &str) -> Result<usize, String> {
+        let missing = || format!("has nothing at YAML path {shown}");
+        let mut node = 0;
         for step in &self.0 {
             node = match step {
-                Step::Key(k) => node.as_object_mut()?.get_mut(k)?,
-                Step::Index(i) => node.as_array_mut()?.get_mut(*i)?,
-                Step::Match(f, v) => node.as_array_mut()?.iter_mut().find(|item| item.get(f).and_then(Value::as_str) == Some(v.as_str()))?,
+                Step::Key(k) if events.is_mapping(node) => events.get(node, k).ok_or_else(missing)?,
+                Step::Index(i) if events.is_sequence(node) => *events.items(node).get(*i).ok_or_else(missing)?,
+                Step::Match(f, v) if events.is_sequence(node) => events
+                    .items(node)
+                    .into_iter()
+                    .find(|item| events.is_mapping(*item) && events.get(*item, f).and_then(|x| events.scalar(x)) == Some(v.as_str()))
+                    .ok_or_else(missing)?,
+                _ => return Err(missing()),
             };
         }
-        Some(node)
+        Ok(node)
     }
 }
 
-/// Sets the string at `path` to `reference`.
+/// Sets the string at `path` to `reference`, in place.
 pub fn set_reference(text: &str, path: &YamlPath, shown: &str, reference: &str) -> Result<Edit, String> {
-    let options = serde_saphyr::options! {
-        budget: serde_saphyr::budget! { max_documents: 1, max_nodes: 200_000, max_depth: 64 },
-    };
-    let mut doc: Value = serde_saphyr::from_str_with_options(text, options)
-        .map_err(|e| format!("is not valid YAML: {}", e.render_with_options(serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off })))?;
-    let node = path.find(&mut doc).ok_or_else(|| format!("has nothing at YAML path {shown}"))?;
-    if !node.is_string() {
-        return Err(format!("has a {} at YAML path {shown}, not an image reference", if node.is_object() { "mapping" } else if node.is_array() { "list" } else { "non-string value" }));
+    let events = Events::parse(text)?;
+    if events.0.is_empty() {
+        return Err(format!("is empty; it has nothing at YAML path {shown}"));
     }
-    if node.as_str() == Some(reference) {
+    let node = path.find(&events, shown)?;
+    let Some(current) = events.scalar(node) else {
+        return Err(format!("has a {} at YAML path {shown}, not an image reference", if events.is_mapping(node) { "mapping" } else { "list" }));
+    };
+    if current == reference {
         return Ok(Edit::AlreadySet);
     }
-    *node = Value::String(reference.to_string());
-    super::kustomize::render(&doc)
+    Ok(Edit::Changed(apply(text, replacement(&events, node, shown, reference)?)))
 }
 
 #[cfg(test)]
@@ -102,5 +108,27 @@ mod tests {
         for bad in ["", "a..b", "a[", "a[x]", "a[0]b", "[0]"] {
             assert!(YamlPath::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn only_the_reference_changes() {
+        let text = "# The shop, as Argo CD syncs it.\napiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n        # the proxy; Nova leaves it alone\n        - {name: sidecar, image: \"envoy:1\"}\n        - name: app\n          image: 'shop:old'   # written by Nova\n\n          ports: [{containerPort: 80}]\n";
+        let path = YamlPath::parse("spec.template.spec.containers[name=app].image").unwrap();
+        let Edit::Changed(out) = set_reference(text, &path, "p", "r/shop@sha256:aa").unwrap() else { panic!("changed") };
+        assert_eq!(out, text.replace("'shop:old'", "'r/shop@sha256:aa'"));
+        let flow = YamlPath::parse("spec.template.spec.containers[name=sidecar].image").unwrap();
+        let Edit::Changed(out) = set_reference(text, &flow, "p", "envoy@sha256:bb").unwrap() else { panic!("changed") };
+        assert_eq!(out, text.replace("\"envoy:1\"", "\"envoy@sha256:bb\""), "an item written as a flow mapping is edited too");
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_edit() {
+        let path = YamlPath::parse("spec.image").unwrap();
+        assert!(set_reference("spec:\n  image: |\n    shop:v1\n", &path, "spec.image", "x").unwrap_err().contains("block scalar"));
+        assert!(set_reference("spec:\n  image: a\n---\nb: 1\n", &path, "p", "x").unwrap_err().contains("several YAML documents"));
+        assert!(set_reference("spec: [\n", &path, "p", "x").unwrap_err().contains("not valid YAML"));
+        assert!(set_reference("", &path, "spec.image", "x").unwrap_err().contains("nothing at YAML path spec.image"));
+        assert!(set_reference("spec: [a]\n", &path, "p", "x").unwrap_err().contains("nothing at YAML path"), "a key step on a list");
+        assert!(set_reference("spec:\n  image: [a]\n", &path, "p", "x").unwrap_err().contains("a list at YAML path"));
     }
 }
