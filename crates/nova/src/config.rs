@@ -68,14 +68,29 @@ impl Default for Config {
 }
 
 /// `[observability]`: what fills the `${...}` placeholders of the Grafana links in catalog
-/// annotations (`grafana.io/loki-query-url`, `grafana.io/dashboard-url`).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// annotations (`grafana.io/loki-query-url`, `grafana.io/dashboard-url`), and where traces
+/// are exported (OTLP).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ObservabilityConfig {
     /// Fills `${BASE_DOMAIN}`, e.g. `example.com` for `https://grafana.${BASE_DOMAIN}/...`.
     pub base_domain: Option<String>,
     /// Fills `${NAMESPACE}` for components without a `backstage.io/kubernetes-namespace`.
     pub default_namespace: Option<String>,
+    /// An OpenTelemetry collector's OTLP/HTTP address (`http://collector:4318`): `nova serve`
+    /// posts its spans there as protobuf, to `<endpoint>/v1/traces`. Unset: no export.
+    pub otlp_endpoint: Option<url::Url>,
+    /// The exported spans' `service.name`.
+    pub service_name: String,
+    /// The share of traces begun in Nova that are exported, 0.0 to 1.0. A request that carries
+    /// a W3C `traceparent` follows its caller's decision instead.
+    pub trace_sample_ratio: f64,
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        Self { base_domain: None, default_namespace: None, otlp_endpoint: None, service_name: "nova".into(), trace_sample_ratio: 1.0 }
+    }
 }
 
 /// `[audit]`: the tamper-evident audit log.
@@ -648,6 +663,17 @@ impl Config {
         crate::release::Environments::from_config(&self.environments).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         crate::release::copy::check(&self.environments, &self.registries).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         crate::release::verify::check(&self.environments).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
+        if let Some(url) = &self.observability.otlp_endpoint
+            && !matches!(url.scheme(), "http" | "https")
+        {
+            return invalid("observability.otlp_endpoint", "must be an http:// or https:// URL (OTLP over HTTP)");
+        }
+        if self.observability.service_name.trim().is_empty() {
+            return invalid("observability.service_name", "must not be empty");
+        }
+        if !(0.0..=1.0).contains(&self.observability.trace_sample_ratio) {
+            return invalid("observability.trace_sample_ratio", "must be between 0.0 and 1.0");
+        }
         if self.release.push_attempts == 0 || self.release.push_attempts > 50 {
             return invalid("release.push_attempts", "must be between 1 and 50");
         }

@@ -2,10 +2,10 @@
 //! with a real, cheap call — the database and its migrations, each registry, each build
 //! backend (on the jobs the catalog names), the secret store (a probe secret written, read and
 //! deleted), the OIDC issuer, each environment's GitOps repository (read, and a dry-run push
-//! accepted, with its credential), each catalog location. Checks run concurrently, each within a
-//! time limit, and answer with [`HealthReport`]s: what was checked, pass/warn/fail, why, and
-//! the fix. No report holds a secret: checks name references (`environment variable X`),
-//! never values, and database URLs are shown without their password.
+//! accepted, with its credential), the OTLP collector, each catalog location. Checks run
+//! concurrently, each within a time limit, and answer with [`HealthReport`]s: what was
+//! checked, pass/warn/fail, why, and the fix. No report holds a secret: checks name references
+//! (`environment variable X`), never values, and database URLs are shown without their password.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -174,6 +174,7 @@ pub fn checks_for(config: &Config, source: &str, base: &Path) -> Vec<Check> {
         async move { doctor_store(&secrets).await }.boxed().shared()
     };
     gitops_checks(&mut checks, config, move || store.clone());
+    otlp_check(&mut checks, config);
     checks.push(Check::many("catalog", "catalog.locations", async move { location_reports(&reads.await) }));
     checks
 }
@@ -201,7 +202,15 @@ pub fn checks_for_app(state: &crate::http::AppState) -> Vec<Check> {
     }
     let store = state.secrets.clone();
     gitops_checks(&mut checks, &state.config, move || std::future::ready(Ok(store.clone())));
+    otlp_check(&mut checks, &state.config);
     checks
+}
+
+/// The OTLP collector, when traces are exported.
+fn otlp_check(checks: &mut Vec<Check>, config: &Config) {
+    if let Some(endpoint) = config.observability.otlp_endpoint.clone() {
+        checks.push(Check::one("otlp", endpoint.to_string(), async move { crate::telemetry::collector_check(&endpoint).await }));
+    }
 }
 
 /// One check per `[environments.<name>]`: its GitOps repository read with the configured

@@ -14,6 +14,7 @@ use std::process::{Command, Output};
 
 use jenkins_double::{JenkinsDouble, NOVA_PARAMETERS, Perm};
 use serde_json::{Value, json};
+use support::otlp::Collector;
 use support::canary::Canary;
 use support::registry::{Auth, READER, TestRegistry};
 use support::*;
@@ -87,6 +88,10 @@ struct Setup {
     /// The git server's repository root, and its URL.
     git_root: std::path::PathBuf,
     git_url: String,
+    /// The OTLP collector traces go to, and the key it is sent with (a secret).
+    collector: Collector,
+    otlp_endpoint: String,
+    otlp_key: Canary,
 }
 
 impl Setup {
@@ -116,7 +121,9 @@ impl Setup {
             ),
         );
         let issuer = oidc_issuer().await;
-        let mut s = Self { dir, registry, database_url, issuer, jenkins, locations: vec!["catalog"], environments: Vec::new(), git_password, git_root, git_url };
+        let collector = Collector::start().await;
+        let otlp_endpoint = collector.endpoint.clone();
+        let mut s = Self { dir, registry, database_url, issuer, jenkins, locations: vec!["catalog"], environments: Vec::new(), git_password, git_root, git_url, collector, otlp_endpoint, otlp_key: Canary::new() };
         let dev = s.gitops_repository("private");
         s.environments.push(("dev", dev));
         Some(s)
@@ -191,6 +198,9 @@ token = {{ env = "DOCTOR_JENKINS_TOKEN" }}
 [catalog]
 locations = [{locations}]
 
+[observability]
+otlp_endpoint = "{otlp}"
+
 {environments}"#,
                 url = self.database_url,
                 issuer = self.issuer,
@@ -200,6 +210,7 @@ locations = [{locations}]
                 reader = READER.0,
                 password = self.dir.path().join("reader-password").display(),
                 jenkins = self.jenkins.url,
+                otlp = self.otlp_endpoint,
             ),
         )
     }
@@ -211,6 +222,8 @@ fn env_for(vault_token: &str, s: &Setup) -> Vec<(&'static str, String)> {
         ("DOCTOR_VAULT_TOKEN", vault_token.into()),
         ("DOCTOR_JENKINS_TOKEN", "jenkins-token".into()),
         ("DOCTOR_GIT_PASSWORD", s.git_password.value().into()),
+        // Percent-encoded, as the variable's format has it: the space arrives decoded.
+        ("OTEL_EXPORTER_OTLP_HEADERS", format!("authorization=Key%20{}", s.otlp_key.value())),
     ]
 }
 
@@ -241,7 +254,9 @@ async fn everything_up_passes_in_json_and_as_a_table() {
         assert!(c.get("fix").is_none(), "a passing check has no fix: {c}");
     }
     let components: Vec<&str> = report["checks"].as_array().unwrap().iter().map(|c| c["component"].as_str().unwrap()).collect();
-    assert_eq!(components, ["config", "database", "oci", "jenkins", "vault", "oidc", "gitops", "catalog"], "{report:#}");
+    assert_eq!(components, ["config", "database", "oci", "jenkins", "vault", "oidc", "gitops", "otlp", "catalog"], "{report:#}");
+    let probes = s.collector.received();
+    assert!(!probes.is_empty() && probes.iter().all(|(headers, export)| export.resource_spans.is_empty() && headers["authorization"] == format!("Key {}", s.otlp_key.value())), "the collector got an empty export with the configured header");
     assert!(check(&report, "database", "postgres").to_string().contains("REDACTED"), "the database URL is shown without its password");
     assert!(check(&report, "database", "").get("reason").unwrap().as_str().unwrap().contains("all"), "{report:#}");
     assert!(check(&report, "jenkins", JOB)["reason"].as_str().unwrap().contains("reads job"), "{report:#}");
@@ -250,14 +265,14 @@ async fn everything_up_passes_in_json_and_as_a_table() {
     assert!(check(&report, "gitops", "dev: ")["reason"].as_str().unwrap().contains("branch main is at") && check(&report, "gitops", "dev: ")["reason"].as_str().unwrap().contains("dry-run push is accepted"), "{report:#}");
     assert!(report["elapsed_ms"].as_u64().unwrap() < 5000, "checks run concurrently and answer within 5 s: {report:#}");
     eprintln!("doctor: {} checks in {} ms", components.len(), report["elapsed_ms"]);
-    assert_no_canary(&[&canary, &s.git_password], &out);
+    assert_no_canary(&[&canary, &s.git_password, &s.otlp_key], &out);
 
     let out = doctor(&config, &[], &env).await;
     assert_eq!(out.status.code(), Some(0));
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.lines().filter(|l| l.starts_with("pass  ")).count() == 8, "{table}");
-    assert!(table.contains("8 checks in") && table.contains("8 pass, 0 warn, 0 fail"), "{table}");
-    assert_no_canary(&[&canary, &s.git_password], &out);
+    assert!(table.lines().filter(|l| l.starts_with("pass  ")).count() == 9, "{table}");
+    assert!(table.contains("9 checks in") && table.contains("9 pass, 0 warn, 0 fail"), "{table}");
+    assert_no_canary(&[&canary, &s.git_password, &s.otlp_key], &out);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,6 +286,7 @@ async fn each_component_down_fails_naming_it() {
     s.database_url = s.database_url.replace(&format!(":{pg_port}/"), &format!(":{dead}/"));
     s.issuer = format!("http://127.0.0.1:{dead}");
     s.locations.push("missing-dir");
+    s.otlp_endpoint = format!("http://127.0.0.1:{dead}");
     // The git server, as far as `dev` can tell, is gone; `prod`'s repository is up but refuses
     // pushes (outside private/), so its credential could not write a promotion.
     s.environments[0].1 = s.environments[0].1.replace(&s.git_url, &format!("http://127.0.0.1:{dead}"));
@@ -301,14 +317,17 @@ async fn each_component_down_fails_naming_it() {
     assert_eq!(check(&report, "catalog", "/catalog")["status"], "pass", "the readable location still passes");
     assert_eq!(check(&report, "config", "nova.toml")["status"], "pass");
     assert_eq!(check(&report, "jenkins", JOB)["status"], "pass", "Jenkins is still up");
-    assert_no_canary(&[&canary, &s.git_password], &out);
+    let otlp = check(&report, "otlp", &format!(":{dead}"));
+    assert_eq!(otlp["status"], "warn", "traces are optional: a collector that is down is a warning");
+    assert!(otlp["reason"].as_str().unwrap().contains("cannot be reached"), "{otlp}");
+    assert_no_canary(&[&canary, &s.git_password, &s.otlp_key], &out);
 
     let out = doctor(&config, &[], &env).await;
     assert_eq!(out.status.code(), Some(1));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.lines().any(|l| l.starts_with("FAIL  database")), "{table}");
     assert!(table.contains("      fix: "), "{table}");
-    assert_no_canary(&[&canary, &s.git_password], &out);
+    assert_no_canary(&[&canary, &s.git_password, &s.otlp_key], &out);
     drop(s.dir);
 }
 

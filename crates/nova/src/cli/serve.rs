@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::{App, resolve_locations};
 use crate::config::{Config, LocationConfig};
 use crate::demo::{self, DemoEnvironment, DemoOptions};
-use crate::telemetry::{LogTarget, init_logging};
+use crate::telemetry::init_serving;
 
 /// The example catalog `--demo` serves when no location is configured.
 pub const EXAMPLE_CATALOG: &str = "examples/catalog";
@@ -64,10 +64,14 @@ async fn serve_with_demo(args: &ServeArgs) -> anyhow::Result<()> {
     };
     let generated = env.as_ref().map(DemoEnvironment::settings).unwrap_or_default();
     let result = match configure(args, generated) {
-        Ok((config, locations)) => {
-            init_logging(&config.log, LogTarget::Stdout);
-            serve(config, locations, env.as_ref()).await
-        }
+        Ok((config, locations)) => match init_serving(&config.log, &config.observability) {
+            Ok(traces) => {
+                let served = serve(config, locations, env.as_ref()).await;
+                traces.finish().await;
+                served
+            }
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     if let Some(env) = env {

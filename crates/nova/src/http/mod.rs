@@ -154,13 +154,16 @@ async fn request_context(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| intern_route(p.as_str()));
     let method = method_label(req.method());
     let info = RequestInfo { id: id.clone(), method: method.to_string(), path: req.uri().path().to_string() };
-    let span = tracing::info_span!("request", request_id = %id, method, route);
+    // `otel.*` name and classify the span where traces are exported (telemetry.rs).
+    let span = tracing::info_span!("request", otel.name = %format_args!("{method} {route}"), otel.kind = "server", request_id = %id, method, route, status = tracing::field::Empty);
+    crate::telemetry::continue_trace(&span, req.headers());
     let backstage = req.uri().path().starts_with("/api/catalog/");
     let mut response = {
         use tracing::Instrument;
         REQUEST.scope(info, async { bare_errors_as_problems(next.run(req).await, backstage) }).instrument(span.clone()).await
     };
     let status = response.status();
+    span.record("status", status.as_u16());
     let elapsed = started.elapsed().as_secs_f64();
     span.in_scope(|| {
         if status.is_server_error() {

@@ -8,6 +8,7 @@ pub mod client;
 pub mod faults;
 pub mod gitops;
 pub mod oidc;
+pub mod otlp;
 pub mod registry;
 pub mod serve;
 pub mod sshd;
