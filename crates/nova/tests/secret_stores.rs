@@ -446,6 +446,7 @@ async fn credentials_round_trip(store: &dyn SecretStore, team: &str, canary: &Ca
         username: Some("ci".into()),
         description: "read-only".into(),
         secret: Sensitive::new(secret),
+        passphrase: None,
     };
     let first = credentials::put(store, None, team, "git", &req(format!("{}-1", canary.value())), "user:default/a", 1).await.unwrap();
     let info = first.info;

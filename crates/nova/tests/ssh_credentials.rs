@@ -1,8 +1,9 @@
 //! SSH-key team credentials against a real OpenSSH server (`start_sshd` in
 //! scripts/lib/services.sh: sshd with git-shell, a read-only and a read-write key, a pinned
 //! host key): registration checks the key with `git ls-remote` over ssh:// and scp-like URLs
-//! and proves it read-only with a refused `git push --dry-run`; a wrong key, a
-//! passphrase-protected key, an unknown or changed host key are refused with the field named
+//! and proves it read-only with a refused `git push --dry-run`; a passphrase-protected key is
+//! taken with its passphrase (and stored decrypted); a wrong key, a protected key without its
+//! passphrase or with a wrong one, an unknown or changed host key are refused with the field named
 //! and no secret; a real local build clones over SSH with the team's key, which lives in a
 //! 0600 file for that clone only. The machine's SSH agent (holding a key the server accepts)
 //! is never used. The key's text appears in no log, response, database table or file,
@@ -79,6 +80,17 @@ fn key_canaries(key: &str) -> Vec<Canary> {
     out
 }
 
+/// `key` (without a passphrase) protected with `passphrase`, as `ssh-keygen -p` writes it.
+fn encrypted(key: &str, passphrase: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("id");
+    std::fs::write(&file, key).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = std::process::Command::new("ssh-keygen").args(["-q", "-p", "-P", "", "-N", passphrase, "-f"]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "ssh-keygen -p: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read_to_string(file).unwrap()
+}
+
 fn ssh_key(repositories: &[&str], key: &str) -> Value {
     json!({ "kind": "ssh-key", "repositories": repositories, "description": "read-only deploy key", "secret": key })
 }
@@ -138,7 +150,29 @@ async fn registration_checks_the_key_over_ssh_and_pins_the_host_key() {
     let (status, problem) = alice.json(Method::PUT, &format!("{base}/locked"), Some(&ssh_key(&[&server.ssh_url(&other)], &locked))).await;
     assert_eq!(status, 400, "{problem}");
     let detail = problem["detail"].as_str().unwrap();
-    assert!(detail.starts_with("secret:") && detail.contains("passphrase"), "{detail}");
+    assert!(detail.starts_with("passphrase: is required"), "{detail}");
+    // The read-only key under a passphrase: with the wrong one refused, with the right one
+    // decrypted, checked over SSH like any key, and stored without its passphrase.
+    let passphrase = Canary::new();
+    let protected = encrypted(&server.read_only_key, passphrase.value());
+    let fourth = server.repository("register-protected", &[]);
+    let with = |p: &str| {
+        let mut body = ssh_key(&[&server.ssh_url(&fourth)], &protected);
+        body["passphrase"] = json!(p);
+        body
+    };
+    let (status, problem) = alice.json(Method::PUT, &format!("{base}/protected"), Some(&with("not the passphrase"))).await;
+    assert_eq!((status, problem["detail"].as_str()), (400, Some("passphrase: does not decrypt the key")), "{problem}");
+    let (status, info) = alice.json(Method::PUT, &format!("{base}/protected"), Some(&with(passphrase.value()))).await;
+    assert_eq!(status, 201, "{info}");
+    assert_eq!(info["checks"], json!([{ "repository": server.ssh_url(&fourth).trim_end_matches(".git"), "readable": true, "read_only": true }]), "{info}");
+    let stored = app.state.secrets.get(&nova::secrets::SecretPath::team("team-a", "credentials/protected").unwrap()).await.unwrap();
+    assert!(stored.data.get("secret").is_some_and(|k| !k.expose().contains("aes256") && k.expose().contains("BEGIN OPENSSH PRIVATE KEY")), "kept decrypted");
+    assert_eq!(stored.data.fields().collect::<Vec<_>>(), ["metadata", "secret"], "the secret and its metadata, no passphrase");
+    let mut unneeded = ssh_key(&[&server.ssh_url(&fourth)], &server.read_only_key);
+    unneeded["passphrase"] = json!("x");
+    let (status, problem) = alice.json(Method::PUT, &format!("{base}/protected"), Some(&unneeded)).await;
+    assert_eq!((status, problem["detail"].as_str()), (400, Some("passphrase: is only for a passphrase-protected key, and this one has none")), "{problem}");
 
     // The host key is pinned: a server whose key changed, or is not in the file, is refused
     // (a rotation is checked like a registration), and the credential is kept as it was.
@@ -169,7 +203,8 @@ async fn registration_checks_the_key_over_ssh_and_pins_the_host_key() {
 
     let bodies = alice.bodies.lock().unwrap().clone();
     let ssh_argv = std::fs::read_to_string(&machine.ssh_log).unwrap_or_default();
-    for c in key_canaries(&server.read_only_key).iter().chain(key_canaries(&server.read_write_key).iter()).chain(key_canaries(&stranger).iter()) {
+    let secrets = [key_canaries(&server.read_only_key), key_canaries(&server.read_write_key), key_canaries(&stranger), key_canaries(&protected), vec![passphrase]];
+    for c in secrets.iter().flatten() {
         let mut check = c.check();
         check.logs(&logs).bodies(&bodies).argv(&argv).metrics(&app).await;
         check.database(&app.state.db).await.sqlite_files(&app.database_url());

@@ -69,6 +69,10 @@ pub struct PutArgs {
     /// Where to read the secret: a file, or `-` for standard input.
     #[arg(long, value_name = "FILE")]
     secret_file: PathBuf,
+    /// Where to read the passphrase of a passphrase-protected SSH key (a file, or `-` for
+    /// standard input). Nova decrypts the key with it and keeps neither.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
 }
 
 pub fn run(cmd: CredentialsCommand) -> ExitCode {
@@ -94,19 +98,24 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_secret(path: &std::path::Path) -> anyhow::Result<Sensitive<String>> {
+/// Reads the value `option` names: a file, or `-` for standard input.
+fn read_secret(option: &str, path: &std::path::Path) -> anyhow::Result<Sensitive<String>> {
     let mut text = String::new();
     if path.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut text).map_err(|e| anyhow::anyhow!("--secret-file: cannot read standard input: {e}"))?;
+        std::io::stdin().read_to_string(&mut text).map_err(|e| anyhow::anyhow!("{option}: cannot read standard input: {e}"))?;
     } else {
-        text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--secret-file: cannot read {}: {e}", path.display()))?;
+        text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{option}: cannot read {}: {e}", path.display()))?;
     }
     // A token loses its trailing newline; a key keeps its lines.
     Ok(Sensitive::new(text.trim_end_matches(['\n', '\r']).to_string()))
 }
 
 async fn put(args: PutArgs, rotate: bool) -> anyhow::Result<ExitCode> {
-    let secret = read_secret(&args.secret_file)?;
+    if args.passphrase_file.as_deref() == Some(std::path::Path::new("-")) && args.secret_file.as_os_str() == "-" {
+        anyhow::bail!("--passphrase-file and --secret-file cannot both be standard input");
+    }
+    let secret = read_secret("--secret-file", &args.secret_file)?;
+    let passphrase = args.passphrase_file.as_deref().map(|p| read_secret("--passphrase-file", p)).transpose()?;
     let NameArgs { team, name, db } = args.target;
     let (config, db) = db.open().await?;
     let store = crate::secrets::open(&config.secrets).await?;
@@ -121,7 +130,7 @@ async fn put(args: PutArgs, rotate: bool) -> anyhow::Result<ExitCode> {
         Kind::HttpsToken => CredentialKind::HttpsToken,
         Kind::Registry => CredentialKind::Registry,
     };
-    let req = CredentialRequest { kind, repositories: args.repositories, username: args.username, description: args.description, secret };
+    let req = CredentialRequest { kind, repositories: args.repositories, username: args.username, description: args.description, secret, passphrase };
     let actor = super::cli_actor();
     let saved = credentials::put(store.as_ref(), credentials::checker(&config.builds).as_ref(), &team, &name, &req, &actor, crate::storage::now_ms()).await?;
     audit(&config, db, actor, saved.action(), &team, &name, saved.audit_details()).await?;

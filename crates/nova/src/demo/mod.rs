@@ -247,6 +247,7 @@ async fn register_credential(state: &crate::http::AppState, team: &str, token: &
         username: Some(team.to_string()),
         description: "the demo git server's read-only token for this team (a new one on every start)".into(),
         secret: token.clone(),
+        passphrase: None,
     };
     // Checked even where the configuration turns checks off: the demo's own server must answer.
     let checker = crate::git_remote::GitRemote::new(&state.config.builds);

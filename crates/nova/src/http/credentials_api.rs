@@ -56,7 +56,7 @@ pub(crate) fn parse_request(body: &[u8]) -> Result<CredentialRequest, AppError> 
         AppError::invalid(
             "body",
             format!(
-                "must be {{\"kind\": \"ssh-key\"|\"https-token\"|\"registry\", \"repositories\": [...], \"username\": ..., \"description\": ..., \"secret\": \"...\"}} ({:?} error at line {}, column {})",
+                "must be {{\"kind\": \"ssh-key\"|\"https-token\"|\"registry\", \"repositories\": [...], \"username\": ..., \"description\": ..., \"secret\": \"...\", \"passphrase\": ... (an SSH key's, if it has one)}} ({:?} error at line {}, column {})",
                 e.classify(),
                 e.line(),
                 e.column()

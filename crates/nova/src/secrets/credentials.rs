@@ -23,6 +23,8 @@ pub const MAX_REPOSITORIES: usize = 5;
 const TOKEN_LEN: std::ops::RangeInclusive<usize> = 8..=4096;
 /// Longest SSH key accepted.
 const MAX_KEY_LEN: usize = 16 * 1024;
+/// Shortest and longest SSH key passphrase accepted.
+const PASSPHRASE_LEN: std::ops::RangeInclusive<usize> = 1..=1024;
 const SECRET_FIELD: &str = "secret";
 const METADATA_FIELD: &str = "metadata";
 
@@ -30,7 +32,8 @@ const METADATA_FIELD: &str = "metadata";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CredentialKind {
-    /// An OpenSSH or PEM private key without a passphrase, for `ssh://` or scp-like URLs.
+    /// An OpenSSH or PEM private key, for `ssh://` or scp-like URLs; one with a passphrase is
+    /// registered with its passphrase and stored decrypted.
     SshKey,
     /// A token used as an HTTPS password, with a username.
     HttpsToken,
@@ -81,6 +84,11 @@ pub struct CredentialRequest {
     /// The value. Write-only: never returned.
     #[schema(value_type = String)]
     pub secret: Sensitive<String>,
+    /// The passphrase of a passphrase-protected SSH key. Write-only: Nova decrypts the key with
+    /// it on registration and keeps neither the passphrase nor the encrypted form.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub passphrase: Option<Sensitive<String>>,
 }
 
 /// A credential with its value, for the one child process that uses it.
@@ -305,14 +313,23 @@ fn validate(req: &CredentialRequest) -> Result<Vec<String>, CredentialError> {
             if secret.len() > MAX_KEY_LEN || !is_private_key(secret) {
                 return Err(invalid("secret", "must be an OpenSSH or PEM private key (-----BEGIN ... PRIVATE KEY-----)"));
             }
-            if secret.contains("ENCRYPTED") || openssh_key_is_encrypted(secret) {
-                return Err(invalid("secret", "the key is passphrase-protected; register a key without a passphrase"));
+            let encrypted = secret.contains("ENCRYPTED") || openssh_key_is_encrypted(secret);
+            match &req.passphrase {
+                None if encrypted => return Err(invalid("passphrase", "is required: the key is passphrase-protected (or register a key without a passphrase)")),
+                Some(_) if !encrypted => return Err(invalid("passphrase", "is only for a passphrase-protected key, and this one has none")),
+                Some(p) if !PASSPHRASE_LEN.contains(&p.expose().chars().count()) || p.expose().chars().any(char::is_control) => {
+                    return Err(invalid("passphrase", format!("must be {} to {} characters without control characters", PASSPHRASE_LEN.start(), PASSPHRASE_LEN.end())));
+                }
+                _ => {}
             }
             if let Some(repo) = repos.iter().find(|r| r.starts_with("https://") || r.starts_with("http://")) {
                 return Err(invalid("repositories", format!("{repo} is an https:// URL; an ssh-key credential is for ssh:// or scp-like URLs")));
             }
         }
         CredentialKind::HttpsToken | CredentialKind::Registry => {
+            if req.passphrase.is_some() {
+                return Err(invalid("passphrase", "is only for an ssh-key credential"));
+            }
             let len = secret.chars().count();
             if !TOKEN_LEN.contains(&len) || secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(invalid("secret", format!("must be a token of {} to {} characters without spaces", TOKEN_LEN.start(), TOKEN_LEN.end())));
@@ -429,6 +446,14 @@ pub async fn put(store: &dyn SecretStore, checker: Option<&GitRemote>, team: &st
             return Err(CredentialError::Covered { repository: r.clone(), other: other.name });
         }
     }
+    let decrypted;
+    let req = match &req.passphrase {
+        Some(passphrase) => {
+            decrypted = CredentialRequest { secret: without_passphrase(&req.secret, passphrase).await?, passphrase: None, ..req.clone() };
+            &decrypted
+        }
+        None => req,
+    };
     let checks = match checker {
         Some(git) => check_access(git, req).await?,
         None => Vec::new(),
@@ -464,6 +489,39 @@ pub async fn put(store: &dyn SecretStore, checker: Option<&GitRemote>, team: &st
     };
     store.put(&p, &join(&info, &req.secret), precondition).await?;
     Ok(Saved { info, rotated })
+}
+
+/// `key` decrypted with `passphrase` by `ssh-keygen -p -N ""` on a private 0600 copy. The
+/// passphrase reaches ssh-keygen as its `SSH_ASKPASS` program's answer, read from the child's
+/// environment (`SSH_ASKPASS_REQUIRE=force`: never a terminal prompt), so it is in no argv and
+/// no file. A wrong passphrase is refused naming the field.
+async fn without_passphrase(key: &Sensitive<String>, passphrase: &Sensitive<String>) -> Result<Sensitive<String>, CredentialError> {
+    const ASKPASS: &str = "#!/bin/sh\nprintf '%s\\n' \"$NOVA_SSH_PASSPHRASE\"\n";
+    let dir = private_dir()?;
+    let mut text = key.expose().trim_end().to_string();
+    text.push('\n');
+    let file = write_private(&dir, "id", &text, 0o600)?;
+    let askpass = write_private(&dir, "askpass", ASKPASS, 0o700)?;
+    let out = crate::process::command("ssh-keygen")
+        .args(["-q", "-p", "-N", "", "-f"])
+        .arg(&file)
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("NOVA_SSH_PASSPHRASE", passphrase.expose())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| invalid("passphrase", format!("the key cannot be decrypted here: ssh-keygen did not run ({e}); install openssh-client")))?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        return Err(if why.contains("incorrect passphrase") {
+            invalid("passphrase", "does not decrypt the key")
+        } else {
+            invalid("secret", format!("ssh-keygen cannot read the key: {}", why.lines().last().unwrap_or("").trim()))
+        });
+    }
+    let decrypted = std::fs::read_to_string(&file).map_err(io_error)?;
+    Ok(Sensitive::new(decrypted))
 }
 
 /// Tries the credential a request registers against each of its git repositories before it
@@ -551,7 +609,7 @@ mod tests {
     use super::*;
 
     fn req(kind: CredentialKind, repos: &[&str], secret: &str) -> CredentialRequest {
-        CredentialRequest { kind, repositories: repos.iter().map(|s| s.to_string()).collect(), username: Some("ci".into()), description: String::new(), secret: Sensitive::new(secret.into()) }
+        CredentialRequest { kind, repositories: repos.iter().map(|s| s.to_string()).collect(), username: Some("ci".into()), description: String::new(), secret: Sensitive::new(secret.into()), passphrase: None }
     }
 
     #[test]

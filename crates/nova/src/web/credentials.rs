@@ -116,7 +116,8 @@ pub async fn show(State(state): State<AppState>, actor: Actor, Path(team): Path<
 }
 
 /// `POST /teams/{team}/credentials` (form: `name`, `kind`, `username`, `repositories` one per
-/// line, `description`, `secret`): registers or rotates, then shows the page again.
+/// line, `description`, `secret`, `passphrase` for an SSH key that has one): registers or
+/// rotates, then shows the page again.
 pub async fn submit(State(state): State<AppState>, actor: Actor, Path(team): Path<String>, body: Bytes) -> Result<Response, PageError> {
     let fields: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map_or(String::new(), |(_, v)| v.clone());
@@ -136,6 +137,7 @@ pub async fn submit(State(state): State<AppState>, actor: Actor, Path(team): Pat
                 username: Some(form.username.clone()).filter(|u| !u.trim().is_empty()),
                 description: form.description.clone(),
                 secret: Sensitive::new(field("secret")),
+                passphrase: Some(Sensitive::new(field("passphrase"))).filter(|p| !p.expose().is_empty()),
             };
             save(&state, &actor, &team, &form.name, &req).await
         }
