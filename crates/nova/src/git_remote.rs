@@ -5,13 +5,33 @@
 //! Every process gets the credential through [`TeamCredential::materialise`], never argv;
 //! SSH host keys are pinned to `builds.ssh_known_hosts` when it is set;
 //! error messages carry git's last line of output with the secret cut out, never the secret.
+//! [`ASKPASS`] is the one program every git Nova runs asks for a username or password.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use crate::config::BuildsConfig;
 use crate::secrets::credentials::{CredentialError, Materialised, SSH, TeamCredential};
+
+/// The askpass program git runs for a username or password (`GIT_ASKPASS`): it answers from
+/// the environment of the one git child it serves (`NOVA_GIT_USERNAME`, `NOVA_GIT_PASSWORD`),
+/// so the value is in no file and no argv; the program holds no secret itself.
+pub const ASKPASS: &str = "#!/bin/sh\n# Written by Nova: answers git's credential prompts from its environment.\ncase \"$1\" in\n  Username*) printf '%s\\n' \"$NOVA_GIT_USERNAME\" ;;\n  *) printf '%s\\n' \"$NOVA_GIT_PASSWORD\" ;;\nesac\n";
+
+/// Writes [`ASKPASS`] as `dir/askpass.sh` (mode 0700) unless it is there already, through a
+/// rename so that a git started meanwhile never runs half a file; answers its path.
+pub fn write_askpass(dir: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join("askpass.sh");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(ASKPASS) {
+        let tmp = dir.join(format!("askpass.{}.tmp", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&tmp, ASKPASS)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700))?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(path)
+}
 
 /// Longest a single `git ls-remote` or `git push --dry-run` may take.
 const TIMEOUT: Duration = Duration::from_secs(30);

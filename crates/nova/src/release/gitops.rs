@@ -79,8 +79,6 @@ pub struct Limits {
     pub git_timeout: Duration,
 }
 
-const ASKPASS: &str = "#!/bin/sh\n# Written by Nova: answers git's credential prompts from its environment.\ncase \"$1\" in\n  Username*) printf '%s\\n' \"$NOVA_GIT_USERNAME\" ;;\n  *) printf '%s\\n' \"$NOVA_GIT_PASSWORD\" ;;\nesac\n";
-
 /// Makes the write under `root` (a scratch directory of Nova's own); the error is a sentence
 /// for the promotion's record, without the credential.
 pub async fn write(root: &Path, w: &GitOpsWrite, limits: Limits) -> Result<Written, WriteError> {
@@ -88,7 +86,7 @@ pub async fn write(root: &Path, w: &GitOpsWrite, limits: Limits) -> Result<Writt
     let lock = writer_lock(&w.repository, &w.branch);
     let _guard = lock.lock().await;
     tokio::fs::create_dir_all(root).await.map_err(|e| transient(format!("cannot create the GitOps work directory: {e}")))?;
-    let git = Git { askpass: askpass_helper(root).await.map_err(transient)?, credential: w.credential.clone(), username: w.username.clone(), timeout: limits.git_timeout };
+    let git = Git { askpass: crate::git_remote::write_askpass(root).map_err(|e| transient(format!("cannot write the git askpass helper: {e}")))?, credential: w.credential.clone(), username: w.username.clone(), timeout: limits.git_timeout };
     let work = root.join(uuid::Uuid::new_v4().simple().to_string());
     let result = write_in(&git, &work, w, limits.push_attempts.max(1)).await;
     let _ = tokio::fs::remove_dir_all(&work).await;
@@ -185,23 +183,6 @@ impl Git {
             _ => message,
         }
     }
-}
-
-/// The askpass helper under `root`, written once.
-async fn askpass_helper(root: &Path) -> Result<PathBuf, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = root.join("askpass.sh");
-    if tokio::fs::read_to_string(&path).await.ok().as_deref() == Some(ASKPASS) {
-        return Ok(path);
-    }
-    let tmp = root.join(format!("askpass.{}.tmp", uuid::Uuid::new_v4().simple()));
-    let write = async {
-        tokio::fs::write(&tmp, ASKPASS).await?;
-        tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).await?;
-        tokio::fs::rename(&tmp, &path).await
-    };
-    write.await.map_err(|e| format!("cannot write the git askpass helper: {e}"))?;
-    Ok(path)
 }
 
 /// One lock per repository and branch: this process's writers take turns.

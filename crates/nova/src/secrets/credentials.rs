@@ -107,10 +107,6 @@ pub struct Materialised {
 /// is offered, and only the identities given (`IdentitiesOnly`: no agent); never a prompt.
 pub const SSH: &str = "ssh -F /dev/null -o IdentitiesOnly=yes -o BatchMode=yes";
 
-/// The askpass program git runs for a username or password: it answers from the child's
-/// environment, so the value is neither in a file nor in any argv.
-const ASKPASS: &str = "#!/bin/sh\ncase \"$1\" in\n  Username*) printf '%s\\n' \"$NOVA_GIT_USERNAME\" ;;\n  *) printf '%s\\n' \"$NOVA_GIT_TOKEN\" ;;\nesac\n";
-
 impl TeamCredential {
     /// A credential that is not (yet) stored as a team's: the one a registration checks, or
     /// a configured GitOps credential the doctor tries.
@@ -145,8 +141,8 @@ impl TeamCredential {
         cmd.env("GIT_TERMINAL_PROMPT", "0");
         match self.info.kind {
             CredentialKind::HttpsToken => {
-                let askpass = write("askpass", ASKPASS, 0o700)?;
-                cmd.env("GIT_ASKPASS", &askpass).env("NOVA_GIT_USERNAME", self.info.username.as_deref().unwrap_or("")).env("NOVA_GIT_TOKEN", self.secret.expose());
+                let askpass = write("askpass", crate::git_remote::ASKPASS, 0o700)?;
+                cmd.env("GIT_ASKPASS", &askpass).env("NOVA_GIT_USERNAME", self.info.username.as_deref().unwrap_or("")).env("NOVA_GIT_PASSWORD", self.secret.expose());
             }
             CredentialKind::SshKey => {
                 let mut key = self.secret.expose().trim_end().to_string();

@@ -25,9 +25,6 @@ use crate::catalog::location::{
 const LOCAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest `ls-tree` listing read.
 const MAX_LISTING_BYTES: usize = 64 << 20;
-/// The askpass helper: answers git's prompts from the environment Nova gives that one git
-/// process. It holds no secret itself.
-const ASKPASS: &str = "#!/bin/sh\n# Written by Nova: answers git's credential prompts from its environment.\ncase \"$1\" in\n  Username*) printf '%s\\n' \"$NOVA_GIT_USERNAME\" ;;\n  *) printf '%s\\n' \"$NOVA_GIT_PASSWORD\" ;;\nesac\n";
 
 /// A git location being read.
 pub struct GitSource<'a> {
@@ -101,7 +98,7 @@ impl<'a> GitSource<'a> {
         }
         let mut env: Vec<(&str, String)> = Vec::new();
         if let Some(c) = &credential {
-            let askpass = askpass_helper(&self.remote.cache_dir)?;
+            let askpass = crate::git_remote::write_askpass(&self.remote.cache_dir).map_err(|e| fail("cache", format!("cannot write the git askpass helper: {e}")))?;
             env.push(("GIT_ASKPASS", askpass.to_string_lossy().into_owned()));
             env.push(("NOVA_GIT_USERNAME", c.username.clone().unwrap_or_else(|| "git".into())));
             env.push(("NOVA_GIT_PASSWORD", c.secret.expose().clone()));
@@ -183,22 +180,6 @@ fn repo_lock(repo: &Path) -> Arc<Mutex<()>> {
     static LOCKS: OnceLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = OnceLock::new();
     let mut locks = LOCKS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     locks.entry(repo.to_path_buf()).or_default().clone()
-}
-
-fn askpass_helper(cache_dir: &Path) -> Result<PathBuf, CatalogError> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let path = cache_dir.join("askpass.sh");
-    if std::fs::read_to_string(&path).ok().as_deref() != Some(ASKPASS) {
-        let write = || -> std::io::Result<()> {
-            let tmp = cache_dir.join(format!("askpass.{}.tmp", std::process::id()));
-            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o700).open(&tmp)?;
-            std::io::Write::write_all(&mut f, ASKPASS.as_bytes())?;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700))?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| fail("cache", format!("cannot write the git askpass helper: {e}")))?;
-    }
-    Ok(path)
 }
 
 /// Runs git with `args` (never through a shell) in `repo`, killing it and everything it
