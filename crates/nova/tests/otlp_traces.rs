@@ -62,6 +62,10 @@ async fn request_spans_reach_the_collector_in_the_callers_trace() {
     assert_eq!(string_attribute(&request.attributes, "route").as_deref(), Some("/api/catalog/entities"));
     assert_eq!(string_attribute(&request.attributes, "status"), Some(status.to_string()));
     assert!(string_attribute(&request.attributes, "request_id").is_some_and(|id| !id.is_empty()));
+    // Background work is traced too: each job that ran (at start, e.g. registry.reconcile) is a span.
+    let job = spans.iter().find(|s| s.name.starts_with("job ")).unwrap_or_else(|| panic!("no job span among {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>()));
+    assert_eq!(string_attribute(&job.attributes, "kind").as_deref(), job.name.strip_prefix("job "));
+    assert!(job.parent_span_id.is_empty(), "a job begins its own trace");
 }
 
 #[tokio::test]

@@ -281,7 +281,15 @@ impl JobRunner {
         }
     }
 
+    /// Runs one claimed job in a span of its own (`job <kind>`: the job's log lines carry its
+    /// id, and where traces are exported it is one span with what it called inside).
     async fn execute(&self, id: String, kind: String, payload: String, attempt: u32) {
+        use tracing::Instrument as _;
+        let span = tracing::info_span!("job", otel.name = %format_args!("job {kind}"), job = %id, kind = %kind, attempt);
+        self.run_job(id, kind, payload, attempt).instrument(span).await
+    }
+
+    async fn run_job(&self, id: String, kind: String, payload: String, attempt: u32) {
         let started = Instant::now();
         let result = match self.handlers.get(kind.as_str()) {
             None => Err(format!("no handler for job kind {kind:?} in this version of Nova")),
