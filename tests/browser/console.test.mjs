@@ -2,25 +2,12 @@
 // follow its owner link, open a user and see their claims, see a catalog error, sign out.
 // The steps share one browser page and run in order.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { launchBrowser, startNova, withScreenshot } from './harness.mjs';
+import { session } from './harness.mjs';
 
 let nova;
 let browser;
 let page;
-const current = () => page;
-const step = (name, body) => test(name, withScreenshot(current, name, body));
-
-before(async () => {
-  nova = await startNova();
-  browser = await launchBrowser();
-  page = await browser.newPage();
-});
-
-after(async () => {
-  await browser?.close();
-  await nova?.stop();
-});
+const step = session({ ready: (s) => ({ nova, browser, page } = s) });
 
 step('signs in as a demo user', async () => {
   await page.goto(`${nova.base}/`);

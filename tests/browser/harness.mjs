@@ -4,6 +4,12 @@
 //   const nova = await startNova({ config: '[catalog]\nrefresh_interval = "1m"\n', env: {...} });
 //   const browser = await launchBrowser();
 //
+// A test file's steps share one Nova and one page through `session`:
+//
+//   let nova, page;
+//   const step = session({ ready: (s) => ({ nova, page } = s) });
+//   step('signs in', async () => { await page.goto(`${nova.base}/sign-in`); ... });
+//
 // Later issues add their flows as more *.test.mjs files; startNova's options (extra TOML config,
 // environment, arguments, catalog files) are how they configure Nova.
 import assert from 'node:assert/strict';
@@ -13,6 +19,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -127,6 +134,31 @@ export async function launchBrowser(options = {}) {
     await rm(profile, { recursive: true, force: true });
   };
   return context;
+}
+
+/**
+ * The hooks a test file's steps share: before the first, a Nova (`start()`, by default
+ * `startNova()`) and one browser page (`launchBrowser(launch)`, then `prepare(browser)`), handed
+ * to `ready({ nova, browser, page })`; after the last, the browser and Nova stopped and
+ * `cleanup()` run. With `skip`, nothing starts and every step is skipped. Answers
+ * `step(name, body)`: a test, in file order, that saves a screenshot when it fails.
+ */
+export function session({ start = () => startNova(), launch = {}, prepare, cleanup, skip = false, ready = () => {} } = {}) {
+  const s = {};
+  before(async () => {
+    if (skip) return;
+    s.nova = await start();
+    s.browser = await launchBrowser(launch);
+    if (prepare) await prepare(s.browser);
+    s.page = await s.browser.newPage();
+    ready(s);
+  });
+  after(async () => {
+    await s.browser?.close();
+    await s.nova?.stop();
+    if (cleanup) await cleanup();
+  });
+  return (name, body) => test(name, { skip }, withScreenshot(() => s.page, name, body));
 }
 
 /**

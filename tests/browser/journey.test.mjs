@@ -11,25 +11,36 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
-import { launchBrowser, outputDir, pendingApproval, promote, reloadUntil, repoRoot, startNova, withScreenshot } from './harness.mjs';
+import { outputDir, pendingApproval, promote, reloadUntil, repoRoot, session, startNova } from './harness.mjs';
 
 const tourRoot = process.env.NOVA_UPDATE_TOUR ? path.join(repoRoot, 'docs') : path.join(outputDir, '..', 'tour');
 const NEW_TAG = 'v1.3.0';
 
 let nova;
-let browser;
 let page;
 const shots = [];
 const steps = [];
 let passed = 0;
-const current = () => page;
+const sessionStep = session({
+  start: async () => {
+    // Production waits two minutes after staging in the demo; a few seconds do here.
+    const started = await startNova({ env: { NOVA_DEMO__ENVIRONMENT: 'true', NOVA_ENVIRONMENTS__PRODUCTION__GATES__WAIT: '"3s"' }, brokenFile: false, readyMs: 180_000 });
+    assert.match(started.log(), /demo: environment up in/, 'the demo environment started');
+    return started;
+  },
+  launch: { viewport: { width: 1100, height: 720 } },
+  cleanup: async () => {
+    if (passed === steps.length) await writeTour();
+  },
+  ready: (s) => ({ nova, page } = s),
+});
+/** A step of the journey; the tour is written only when every one passed. */
 const step = (name, body) => {
   steps.push(name);
-  test(name, withScreenshot(current, name, async (t) => {
+  sessionStep(name, async (t) => {
     await body(t);
     passed += 1;
-  }));
+  });
 };
 
 /** Saves the page as the tour's next picture, with the words the tour shows under it. */
@@ -39,20 +50,6 @@ async function shot(slug, title, caption) {
   await page.screenshot({ path: path.join(tourRoot, file), type: 'png' });
   shots.push({ file, title, caption });
 }
-
-before(async () => {
-  // Production waits two minutes after staging in the demo; a few seconds do here.
-  nova = await startNova({ env: { NOVA_DEMO__ENVIRONMENT: 'true', NOVA_ENVIRONMENTS__PRODUCTION__GATES__WAIT: '"3s"' }, brokenFile: false, readyMs: 180_000 });
-  assert.match(nova.log(), /demo: environment up in/, 'the demo environment started');
-  browser = await launchBrowser({ viewport: { width: 1100, height: 720 } });
-  page = await browser.newPage();
-});
-
-after(async () => {
-  await browser?.close();
-  await nova?.stop();
-  if (passed === steps.length) await writeTour();
-});
 
 step('signs in as a member of the Storefront team', async () => {
   await page.goto(`${nova.base}/`);

@@ -2,8 +2,7 @@
 // oidc-provider with its development login and consent forms): sign in from Nova's sign-in page,
 // come back signed in as the catalog user the ID token names, sign out.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { freePort, launchBrowser, oidcProviderInstalled, startNova, startOidcProvider, withScreenshot } from './harness.mjs';
+import { freePort, oidcProviderInstalled, session, startNova, startOidcProvider } from './harness.mjs';
 
 const available = oidcProviderInstalled();
 if (!available) {
@@ -16,37 +15,30 @@ let provider;
 let nova;
 let browser;
 let page;
-const current = () => page;
-const step = (name, body) => test(name, { skip: !available }, withScreenshot(current, name, body));
-
-before(async () => {
-  if (!available) return;
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  const clientSecret = 'oidc-client-secret-for-the-browser-test';
-  provider = await startOidcProvider({
-    clientId: 'nova-browser',
-    clientSecret,
-    redirectUri: `${base}/auth/oidc/callback`,
-    accounts: { alex: { preferred_username: 'alex.kim', email: 'alex.kim@example.com' } },
-  });
-  const config = `[auth.oidc]
+const step = session({
+  skip: !available,
+  start: async () => {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const clientSecret = 'oidc-client-secret-for-the-browser-test';
+    provider = await startOidcProvider({
+      clientId: 'nova-browser',
+      clientSecret,
+      redirectUri: `${base}/auth/oidc/callback`,
+      accounts: { alex: { preferred_username: 'alex.kim', email: 'alex.kim@example.com' } },
+    });
+    const config = `[auth.oidc]
 issuer = "${provider.issuer}"
 client_id = "nova-browser"
 client_secret = { env = "NOVA_TEST_OIDC_SECRET" }
 redirect_url = "${base}/auth/oidc/callback"
 `;
-  nova = await startNova({ port, config, env: { NOVA_TEST_OIDC_SECRET: clientSecret } });
-  browser = await launchBrowser();
+    return startNova({ port, config, env: { NOVA_TEST_OIDC_SECRET: clientSecret } });
+  },
   // The provider's development pages load web fonts from the internet: answer those at once.
-  await browser.route((url) => url.hostname !== '127.0.0.1', (route) => route.abort());
-  page = await browser.newPage();
-});
-
-after(async () => {
-  await browser?.close();
-  await nova?.stop();
-  await provider?.stop();
+  prepare: (b) => b.route((url) => url.hostname !== '127.0.0.1', (route) => route.abort()),
+  cleanup: () => provider?.stop(),
+  ready: (s) => ({ nova, browser, page } = s),
 });
 
 step('signs in with single sign-on at the provider', async () => {
@@ -63,8 +55,8 @@ step('signs in with single sign-on at the provider', async () => {
 step('sees who is signed in, from the catalog', async () => {
   await page.getByText('Signed in as').waitFor();
   assert.equal(await page.locator('.who').getByRole('link', { name: 'Alex Kim' }).count(), 1);
-  const session = (await browser.cookies()).find((c) => c.name === 'nova_session');
-  assert.ok(session?.httpOnly, 'the session cookie is HttpOnly');
+  const cookie = (await browser.cookies()).find((c) => c.name === 'nova_session');
+  assert.ok(cookie?.httpOnly, 'the session cookie is HttpOnly');
   const me = await page.evaluate(async () => (await fetch('/api/v1/me')).json());
   assert.equal(me.user, 'user:default/alex.kim');
   assert.equal(me.method, 'oidc');

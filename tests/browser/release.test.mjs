@@ -10,8 +10,7 @@ import { createHash, createHmac } from 'node:crypto';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, before, test } from 'node:test';
-import { freePort, launchBrowser, outputDir, pendingApproval, promote, reloadUntil, startNova, withScreenshot } from './harness.mjs';
+import { freePort, outputDir, pendingApproval, promote, reloadUntil, session, startNova } from './harness.mjs';
 
 const COMPONENT = 'release-demo';
 const KUSTOMIZATION = 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../../base\nimages:\n- name: release-demo\n  newTag: old\n';
@@ -28,15 +27,12 @@ spec:
 `;
 
 let nova;
-let browser;
 let page;
 let registry;
 let work;
 let bare;
 let digest;
 let registryHost;
-const current = () => page;
-const step = (name, body) => test(name, withScreenshot(current, name, body));
 
 const git = (args, cwd) => execFileSync('git', ['-c', 'user.name=Test', '-c', 'user.email=test@example.com', '-c', 'init.defaultBranch=main', ...args], { cwd, encoding: 'utf8' });
 const sha256 = (data) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -88,7 +84,8 @@ async function signInAs(query, name) {
   await page.getByRole('heading', { name: 'Environments' }).waitFor();
 }
 
-before(async () => {
+/** The GitOps repository and the registry holding the image, then Nova configured with both. */
+async function start() {
   work = await mkdtemp(path.join(tmpdir(), 'nova-release-'));
   const seed = path.join(work, 'seed');
   for (const env of ['dev', 'production']) {
@@ -105,16 +102,17 @@ before(async () => {
   digest = await pushImage(registryUrl, `payments/${COMPONENT}`, 'v1.0.0');
   const target = (env) => `[environments.${env}.gitops]\nrepository = "file://${bare}"\npath = "apps/{component}/${env}/kustomization.yaml"\nimage_name = "${COMPONENT}"\ncommit_url = "https://git.example.com/platform/deploy/commit/{commit}"\n`;
   const config = `[registries.local]\ntype = "oci"\nurl = "${registryUrl}"\n\n[environments.dev]\norder = 1\n${target('dev')}\n[environments.production]\norder = 2\n${target('production')}\n[environments.production.gates]\napprovals = 2\napprover_groups = ["group:default/platform"]\n`;
-  nova = await startNova({ config, catalogFiles: { 'release-demo.yaml': CATALOG }, brokenFile: false });
-  browser = await launchBrowser({ viewport: { width: 1280, height: 900 } });
-  page = await browser.newPage();
-});
+  return startNova({ config, catalogFiles: { 'release-demo.yaml': CATALOG }, brokenFile: false });
+}
 
-after(async () => {
-  await browser?.close();
-  await nova?.stop();
-  registry?.kill();
-  if (work) await rm(work, { recursive: true, force: true });
+const step = session({
+  start,
+  launch: { viewport: { width: 1280, height: 900 } },
+  cleanup: async () => {
+    registry?.kill();
+    if (work) await rm(work, { recursive: true, force: true });
+  },
+  ready: (s) => ({ nova, page } = s),
 });
 
 step('CI reports the pushed image through the signed intake webhook', async () => {

@@ -2,26 +2,12 @@
 // make a token with an expiry, copy it from the page that shows it once, see it listed by
 // prefix (never in full) with its last use after it is used, revoke it, and see it refused.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { launchBrowser, startNova, withScreenshot } from './harness.mjs';
+import { session } from './harness.mjs';
 
 let nova;
-let browser;
 let page;
 let token;
-const current = () => page;
-const step = (name, body) => test(name, withScreenshot(current, name, body));
-
-before(async () => {
-  nova = await startNova();
-  browser = await launchBrowser();
-  page = await browser.newPage();
-});
-
-after(async () => {
-  await browser?.close();
-  await nova?.stop();
-});
+const step = session({ ready: (s) => ({ nova, page } = s) });
 
 step('signs in and opens API tokens from the header', async () => {
   await page.goto(`${nova.base}/sign-in?q=alex`);
