@@ -108,8 +108,9 @@ fn policy_check_and_hydrate_are_subcommands() {
     assert!(!out.status.success());
 }
 
-/// `nova credentials`: the secret comes from standard input and is printed nowhere; add
-/// refuses an existing name, rotate a missing one; every change is audited.
+/// `nova credentials`: the secret comes from standard input and is printed nowhere (nor an SSH
+/// key's passphrase, read from a file); add refuses an existing name, rotate a missing one;
+/// every change is audited.
 #[test]
 fn credentials_are_managed_from_the_command_line_without_echoing_the_secret() {
     use std::io::Write as _;
@@ -145,6 +146,24 @@ fn credentials_are_managed_from_the_command_line_without_echoing_the_secret() {
     assert!(!ok && text.contains("has no credential"), "{text}");
     let (ok, text) = run(&["add", "payments", "bad", "--kind", "https-token", "--repo", "file:///etc", "--username", "ci", "--secret-file", "-"], Some(&secret));
     assert!(!ok && text.contains("repositories[0]"), "{text}");
+    // A passphrase-protected key with its passphrase from a file, the key from standard input.
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_file = key_dir.path().join("id");
+    let made = std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-C", "cli", "-N", &secret, "-f"]).arg(&key_file).output().unwrap();
+    assert!(made.status.success());
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    let passphrase = write_file(dir.path(), "passphrase", &format!("{secret}\n"));
+    let wrong = write_file(dir.path(), "wrong", "not it\n");
+    let ssh = |file: &std::path::Path| {
+        let file = file.display().to_string();
+        run(&["add", "payments", "deploy", "--kind", "ssh-key", "--repo", "ssh://git@git.example.com/p/app.git", "--secret-file", "-", "--passphrase-file", &file], Some(&key))
+    };
+    let (ok, text) = ssh(&wrong);
+    assert!(!ok && text.contains("passphrase: does not decrypt the key"), "{text}");
+    let (ok, text) = ssh(&passphrase);
+    assert!(ok && text.contains("registered"), "{text}");
+    let (ok, text) = run(&["add", "payments", "x", "--kind", "ssh-key", "--repo", "ssh://git@git.example.com/p/x.git", "--secret-file", "-", "--passphrase-file", "-"], Some(&key));
+    assert!(!ok && text.contains("cannot both be standard input"), "{text}");
     let db = std::fs::read(dir.path().join("nova.db")).unwrap();
     assert!(!String::from_utf8_lossy(&db).contains(&secret));
 }
