@@ -105,7 +105,7 @@ impl App {
     }
 
     /// Serves on `listener` until `shutdown` is cancelled: reads every location once, runs
-    /// background jobs and keeps the catalog in step with other replicas.
+    /// background jobs, keeps the catalog in step with other replicas and the metrics drained.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
         let App { state, runner } = self;
         let catalog = state.catalog.clone();
@@ -115,6 +115,7 @@ impl App {
             }
         });
         let jobs = tokio::spawn(runner.run(shutdown.clone()));
+        let upkeep = tokio::spawn(telemetry::metrics_upkeep(state.metrics.clone(), shutdown.clone()));
         let replica_state = state.clone();
         let sync_shutdown = shutdown.clone();
         let sync = tokio::spawn(async move {
@@ -139,7 +140,7 @@ impl App {
         let result = crate::http::serve::serve(listener, router(state), header_read_timeout, shutdown.clone()).await;
         shutdown.cancel();
         first_load.abort();
-        let _ = tokio::join!(jobs, sync);
+        let _ = tokio::join!(jobs, sync, upkeep);
         result.context("the HTTP server stopped")
     }
 }
