@@ -668,6 +668,11 @@ impl Config {
         {
             return invalid("observability.otlp_endpoint", "must be an http:// or https:// URL (OTLP over HTTP)");
         }
+        if let Some(url) = &self.observability.otlp_endpoint
+            && (!url.username().is_empty() || url.password().is_some())
+        {
+            return invalid("observability.otlp_endpoint", "must not hold a user or password; give the collector's credentials in OTEL_EXPORTER_OTLP_HEADERS");
+        }
         if self.observability.service_name.trim().is_empty() {
             return invalid("observability.service_name", "must not be empty");
         }

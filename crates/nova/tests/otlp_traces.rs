@@ -69,10 +69,15 @@ async fn request_spans_reach_the_collector_in_the_callers_trace() {
 }
 
 #[tokio::test]
-async fn a_collector_address_that_is_not_http_is_refused_by_name() {
+async fn a_collector_address_that_is_not_plain_http_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let config = support::write_file(dir.path(), "nova.toml", "[observability]\notlp_endpoint = \"grpc://collector:4317\"\n");
     let (ok, output) = serve::nova(&["serve", "--config", &config.display().to_string()]);
     assert!(!ok);
     assert!(output.contains("observability.otlp_endpoint") && output.contains("http:// or https://"), "{output}");
+    // A password in the URL would end up in log lines and reports: refused, and not repeated.
+    let config = support::write_file(dir.path(), "nova.toml", "[observability]\notlp_endpoint = \"https://nova:hunter2-otlp@collector:4318\"\n");
+    let (ok, output) = serve::nova(&["serve", "--config", &config.display().to_string()]);
+    assert!(!ok);
+    assert!(output.contains("observability.otlp_endpoint") && output.contains("OTEL_EXPORTER_OTLP_HEADERS") && !output.contains("hunter2"), "{output}");
 }
