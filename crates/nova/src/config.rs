@@ -663,15 +663,13 @@ impl Config {
         crate::release::Environments::from_config(&self.environments).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         crate::release::copy::check(&self.environments, &self.registries).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
         crate::release::verify::check(&self.environments).map_err(|(key, message)| ConfigError::Invalid { key, message })?;
-        if let Some(url) = &self.observability.otlp_endpoint
-            && !matches!(url.scheme(), "http" | "https")
-        {
-            return invalid("observability.otlp_endpoint", "must be an http:// or https:// URL (OTLP over HTTP)");
-        }
-        if let Some(url) = &self.observability.otlp_endpoint
-            && (!url.username().is_empty() || url.password().is_some())
-        {
-            return invalid("observability.otlp_endpoint", "must not hold a user or password; give the collector's credentials in OTEL_EXPORTER_OTLP_HEADERS");
+        if let Some(url) = &self.observability.otlp_endpoint {
+            if !matches!(url.scheme(), "http" | "https") {
+                return invalid("observability.otlp_endpoint", "must be an http:// or https:// URL (OTLP over HTTP)");
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                return invalid("observability.otlp_endpoint", "must not hold a user or password; give the collector's credentials in OTEL_EXPORTER_OTLP_HEADERS");
+            }
         }
         if self.observability.service_name.trim().is_empty() {
             return invalid("observability.service_name", "must not be empty");

@@ -44,7 +44,7 @@ pub fn init_serving(log: &LogConfig, observability: &ObservabilityConfig) -> any
         install(log, LogTarget::Stdout, None);
         return Ok(TraceExport(None));
     };
-    let traces = format!("{}/v1/traces", endpoint.as_str().trim_end_matches('/'));
+    let traces = traces_url(endpoint);
     use opentelemetry_otlp::WithExportConfig as _;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
@@ -65,6 +65,11 @@ pub fn init_serving(log: &LogConfig, observability: &ObservabilityConfig) -> any
     install(log, LogTarget::Stdout, Some(layer));
     tracing::info!(endpoint = %traces, "exporting traces over OTLP");
     Ok(TraceExport(Some(provider)))
+}
+
+/// Where spans are posted: the OTLP/HTTP trace path under the configured endpoint.
+fn traces_url(endpoint: &url::Url) -> String {
+    format!("{}/v1/traces", endpoint.as_str().trim_end_matches('/'))
 }
 
 /// The OTLP export `nova serve` runs, if any.
@@ -111,7 +116,7 @@ pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
 pub async fn collector_check(endpoint: &url::Url) -> crate::health::HealthReport {
     use crate::health::HealthReport;
     const COMPONENT: &str = "otlp";
-    let traces = format!("{}/v1/traces", endpoint.as_str().trim_end_matches('/'));
+    let traces = traces_url(endpoint);
     let client = match reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build() {
         Ok(c) => c,
         Err(e) => return HealthReport::fail(COMPONENT, traces, format!("cannot make an HTTP client: {e}"), "report this as a bug"),
